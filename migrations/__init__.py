@@ -1,0 +1,1 @@
+"""Alembic migrations for the MaskWatch database."""

@@ -1,0 +1,1 @@
+"""Persistence for MaskWatch: engine/session setup, ORM models, migrations and repositories."""

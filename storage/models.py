@@ -1,0 +1,221 @@
+"""ORM models: cameras, analysis jobs, per-frame statistics, face detections, API keys."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT primary keys do not autoincrement on SQLite; only "INTEGER PRIMARY KEY" does.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """A random 32-character hex job id."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, stored and returned in UTC on every backend.
+
+    Naive datetimes are rejected rather than guessed at. SQLite has no timezone type, so
+    values are stored there as naive UTC and given ``tzinfo=UTC`` when read back.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JobStatus(enum.StrEnum):
+    """Lifecycle of an analysis job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class InputKind(enum.StrEnum):
+    """What an analysis job reads."""
+
+    VIDEO = "video"
+    IMAGE = "image"
+
+
+def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_class]
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Camera(Base):
+    """A camera, identified by its name within a site."""
+
+    __tablename__ = "cameras"
+    __table_args__ = (UniqueConstraint("site", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One analysis of one video or image from one camera."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_camera_id_created_at", "camera_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="RESTRICT"))
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(
+            JobStatus,
+            name="job_status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=_enum_values,
+            validate_strings=True,
+        ),
+        default=JobStatus.QUEUED,
+    )
+    input_kind: Mapped[InputKind] = mapped_column(
+        Enum(
+            InputKind,
+            name="input_kind",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=_enum_values,
+            validate_strings=True,
+        )
+    )
+    # Where the file lies: a name we chose for uploads, or the user's own path for the CLI.
+    input_path: Mapped[str] = mapped_column(String(1024))
+    # The name the user gave the file; for display only, never opened.
+    input_name: Mapped[str] = mapped_column(String(255))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Wall-clock start of the footage; frame times are recorded_at + timestamp_s.
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    frames_total: Mapped[int | None] = mapped_column(Integer)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    camera: Mapped[Camera] = relationship(lazy="joined", innerjoin=True)
+
+
+class FrameStat(Base):
+    """Face counts for one analysed frame of a job."""
+
+    __tablename__ = "frame_stats"
+    __table_args__ = (
+        UniqueConstraint("job_id", "frame_index"),
+        Index("ix_frame_stats_captured_at", "captured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    frame_index: Mapped[int] = mapped_column(Integer)
+    timestamp_s: Mapped[float] = mapped_column(Float)
+    captured_at: Mapped[datetime] = mapped_column()
+    faces: Mapped[int] = mapped_column(Integer)
+    masked: Mapped[int] = mapped_column(Integer)
+    unmasked: Mapped[int] = mapped_column(Integer)
+    incorrect: Mapped[int] = mapped_column(Integer)
+
+
+class FaceDetection(Base):
+    """One classified face: its box in original-frame pixels and its label; never pixels."""
+
+    __tablename__ = "face_detections"
+    __table_args__ = (Index("ix_face_detections_job_id_frame_index", "job_id", "frame_index"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    frame_index: Mapped[int] = mapped_column(Integer)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(20))
+    # Label confidence multiplied by the detector's face probability.
+    score: Mapped[float] = mapped_column(Float)
+    face_prob: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(Base):
+    """An HTTP API key; only the SHA-256 of the key is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(128))
+    # None means the key is not limited to one site.
+    site: Mapped[str | None] = mapped_column(String(100))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,1 @@
+"""Queries over the MaskWatch models; functions take a Session and never commit."""

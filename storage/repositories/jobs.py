@@ -1,0 +1,198 @@
+"""Analysis job creation, state transitions, progress and listing."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, CursorResult, func, literal, select, update
+from sqlalchemy.orm import Session, contains_eager
+
+from storage.models import Camera, InputKind, Job, JobStatus, UTCDateTime, utcnow
+
+MAX_ERROR_CHARS = 2000
+MAX_PAGE_SIZE = 500
+
+
+class JobNotFound(LookupError):
+    """No job has the given id."""
+
+
+class InvalidJobTransition(ValueError):
+    """The job is not in a status the requested transition may start from."""
+
+
+_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    # running -> running lets a retried task pick the job up again.
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+}
+
+
+def create_job(
+    session: Session,
+    *,
+    camera: Camera,
+    input_kind: InputKind,
+    input_path: str,
+    input_name: str,
+    settings: dict[str, Any],
+    recorded_at: datetime | None = None,
+) -> Job:
+    """Add a queued job; ``recorded_at`` (timezone-aware) defaults to the creation time.
+
+    Raises:
+        ValueError: if ``recorded_at`` is naive.
+    """
+    if recorded_at is not None and recorded_at.utcoffset() is None:
+        raise ValueError("recorded_at must be timezone-aware")
+    now = utcnow()
+    job = Job(
+        camera=camera,
+        status=JobStatus.QUEUED,
+        input_kind=InputKind(input_kind),
+        input_path=input_path,
+        input_name=input_name,
+        settings=dict(settings),
+        recorded_at=recorded_at or now,
+        frames_done=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    """The job with this id, with its camera loaded."""
+    return session.get(Job, job_id)
+
+
+def _transition(session: Session, job: Job, to: JobStatus, **values: Any) -> None:
+    """Move ``job`` to ``to`` with one conditional UPDATE, then reload it.
+
+    The status check happens in the database, so a job cancelled by another process
+    cannot be overwritten by a worker holding a stale copy.
+    """
+    allowed = _FROM[to]
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(allowed))
+        .values(status=to, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        current = session.scalar(select(Job.status).where(Job.id == job.id))
+        if current is None:
+            raise JobNotFound(job.id)
+        raise InvalidJobTransition(f"job {job.id} is {current.value}, cannot become {to.value}")
+    session.refresh(job)
+
+
+def mark_running(session: Session, job: Job, frames_total: int | None) -> None:
+    """Mark a queued (or retried running) job as running.
+
+    ``started_at`` keeps the first start; ``frames_total`` is kept when None is passed.
+
+    Raises:
+        InvalidJobTransition: if the job already finished, failed or was cancelled.
+    """
+    if frames_total is not None and frames_total < 0:
+        raise ValueError("frames_total must be >= 0")
+    values: dict[str, Any] = {
+        "started_at": func.coalesce(Job.started_at, literal(utcnow(), UTCDateTime())),
+        "error": None,
+    }
+    if frames_total is not None:
+        values["frames_total"] = frames_total
+    session.flush()
+    _transition(session, job, JobStatus.RUNNING, **values)
+
+
+def add_progress(session: Session, job_id: str, frames: int) -> None:
+    """Atomically add ``frames`` to the job's ``frames_done`` (safe across processes).
+
+    Loaded Job objects are not updated; refresh them to see the new count.
+
+    Raises:
+        JobNotFound: if no job has this id.
+    """
+    if frames < 0:
+        raise ValueError("frames must be >= 0")
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Job)
+        .where(Job.id == job_id)
+        .values(frames_done=Job.frames_done + frames)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        raise JobNotFound(job_id)
+
+
+def mark_succeeded(session: Session, job: Job) -> None:
+    """Mark a running job as succeeded.
+
+    Raises:
+        InvalidJobTransition: if the job is not running (e.g. it was cancelled meanwhile).
+    """
+    session.flush()
+    _transition(session, job, JobStatus.SUCCEEDED, finished_at=utcnow(), error=None)
+
+
+def mark_failed(session: Session, job: Job, error: str) -> None:
+    """Mark a queued or running job as failed, keeping the first 2000 characters of ``error``."""
+    session.flush()
+    _transition(session, job, JobStatus.FAILED, finished_at=utcnow(), error=error[:MAX_ERROR_CHARS])
+
+
+def mark_cancelled(session: Session, job: Job) -> None:
+    """Mark a queued or running job as cancelled."""
+    session.flush()
+    _transition(session, job, JobStatus.CANCELLED, finished_at=utcnow())
+
+
+def list_jobs(
+    session: Session,
+    *,
+    site: str | None = None,
+    camera: str | None = None,
+    status: JobStatus | Collection[JobStatus] | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Job], int]:
+    """One page of jobs, newest first, and the number of jobs matching the filters.
+
+    Args:
+        site: only jobs from cameras at this site.
+        camera: only jobs from cameras with this name.
+        status: one status or several.
+        offset: jobs to skip.
+        limit: page size, 1 to 500.
+    """
+    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"need offset >= 0 and 1 <= limit <= {MAX_PAGE_SIZE}")
+    conditions: list[ColumnElement[bool]] = []
+    if site is not None:
+        conditions.append(Camera.site == site)
+    if camera is not None:
+        conditions.append(Camera.name == camera)
+    if isinstance(status, JobStatus):
+        conditions.append(Job.status == status)
+    elif status is not None:
+        conditions.append(Job.status.in_(list(status)))
+
+    total = session.scalar(select(func.count(Job.id)).join(Job.camera).where(*conditions))
+    jobs = session.scalars(
+        select(Job)
+        .join(Job.camera)
+        .options(contains_eager(Job.camera))
+        .where(*conditions)
+        .order_by(Job.created_at.desc(), Job.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(jobs), total or 0

@@ -1,0 +1,197 @@
+"""Compliance reports aggregated in SQL: per job, worst frames, and time series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    Float,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from storage.models import Camera, FrameStat, Job, JobStatus
+
+BucketSize = Literal["minute", "hour", "day"]
+
+# strftime formats truncating SQLite's stored "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) values.
+_SQLITE_BUCKET_FORMATS: dict[str, str] = {
+    "minute": "%Y-%m-%d %H:%M:00",
+    "hour": "%Y-%m-%d %H:00:00",
+    "day": "%Y-%m-%d 00:00:00",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """Totals over all frames of a job; compliance_ratio is masked / faces, None without faces."""
+
+    frames: int
+    frames_with_faces: int
+    faces: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Totals over the frames captured in [start, start + bucket size); start is UTC."""
+
+    start: datetime
+    faces: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+
+
+def _total(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(column), 0)
+
+
+def _ratio() -> ColumnElement[Any]:
+    return cast(func.sum(FrameStat.masked), Float) / func.nullif(func.sum(FrameStat.faces), 0)
+
+
+def job_summary(session: Session, job_id: str) -> JobSummary:
+    """Totals of the job's frames; a job without frames (or an unknown id) gives zeros."""
+    row = session.execute(
+        select(
+            func.count(FrameStat.id),
+            _total(case((FrameStat.faces > 0, 1), else_=0)),
+            _total(FrameStat.faces),
+            _total(FrameStat.masked),
+            _total(FrameStat.unmasked),
+            _total(FrameStat.incorrect),
+            _ratio(),
+        ).where(FrameStat.job_id == job_id)
+    ).one()
+    frames, with_faces, faces, masked, unmasked, incorrect, ratio = row
+    return JobSummary(
+        frames=int(frames),
+        frames_with_faces=int(with_faces),
+        faces=int(faces),
+        masked=int(masked),
+        unmasked=int(unmasked),
+        incorrect=int(incorrect),
+        compliance_ratio=None if ratio is None else float(ratio),
+    )
+
+
+def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameStat]:
+    """The frames with faces that have the most non-compliant faces.
+
+    Ordered by unmasked + incorrect (descending), then by the masked share (ascending),
+    then by frame_index.
+    """
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    query = (
+        select(FrameStat)
+        .where(FrameStat.job_id == job_id, FrameStat.faces > 0)
+        .order_by(
+            (FrameStat.unmasked + FrameStat.incorrect).desc(),
+            cast(FrameStat.masked, Float) / FrameStat.faces,
+            FrameStat.frame_index,
+        )
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def _bucket_start(dialect: str, bucket: BucketSize) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        # timezone('UTC', ...) first: date_trunc on timestamptz truncates in the session's
+        # TimeZone, which would put day boundaries at local midnight.
+        return func.date_trunc(
+            literal(bucket, literal_execute=True), func.timezone("UTC", FrameStat.captured_at)
+        )
+    if dialect == "sqlite":
+        return func.strftime(
+            literal(_SQLITE_BUCKET_FORMATS[bucket], literal_execute=True), FrameStat.captured_at
+        )
+    raise NotImplementedError(f"compliance_timeseries does not support {dialect}")
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def compliance_timeseries(
+    session: Session,
+    *,
+    site: str | None = None,
+    camera: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: BucketSize,
+) -> list[Bucket]:
+    """Face counts of succeeded jobs' frames, grouped by UTC minute, hour or day of capture.
+
+    Args:
+        site: only cameras at this site.
+        camera: only cameras with this name.
+        start: only frames captured at or after this (timezone-aware) time.
+        end: only frames captured before this (timezone-aware) time.
+        bucket: the bucket size.
+
+    Returns:
+        One Bucket per period that has frames, oldest first; empty periods are left out.
+
+    Raises:
+        ValueError: on an unknown bucket size or a naive start or end.
+    """
+    if bucket not in _SQLITE_BUCKET_FORMATS:
+        raise ValueError(f"bucket must be one of {sorted(_SQLITE_BUCKET_FORMATS)}")
+    if any(bound is not None and bound.utcoffset() is None for bound in (start, end)):
+        raise ValueError("start and end must be timezone-aware")
+    bucket_start = _bucket_start(session.get_bind().dialect.name, bucket).label("bucket_start")
+    query = (
+        select(
+            bucket_start,
+            _total(FrameStat.faces),
+            _total(FrameStat.masked),
+            _total(FrameStat.unmasked),
+            _total(FrameStat.incorrect),
+            _ratio(),
+        )
+        .join(Job, Job.id == FrameStat.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
+        .where(Job.status == JobStatus.SUCCEEDED)
+        # Grouping by the output name keeps PostgreSQL from seeing two different expressions.
+        .group_by(literal_column("bucket_start"))
+        .order_by(literal_column("bucket_start"))
+    )
+    if site is not None:
+        query = query.where(Camera.site == site)
+    if camera is not None:
+        query = query.where(Camera.name == camera)
+    if start is not None:
+        query = query.where(FrameStat.captured_at >= start)
+    if end is not None:
+        query = query.where(FrameStat.captured_at < end)
+    return [
+        Bucket(
+            start=_as_utc(row[0]),
+            faces=int(row[1]),
+            masked=int(row[2]),
+            unmasked=int(row[3]),
+            incorrect=int(row[4]),
+            compliance_ratio=None if row[5] is None else float(row[5]),
+        )
+        for row in session.execute(query)
+    ]

@@ -1,0 +1,176 @@
+"""Database fixtures: every storage test runs on SQLite and on PostgreSQL, rolled back after."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from storage.db import make_engine, upgrade
+from storage.models import Camera, InputKind, Job, JobStatus
+from storage.records import FaceRecord, FrameRecord
+from storage.repositories.cameras import get_or_create_camera
+from storage.repositories.jobs import (
+    create_job,
+    mark_cancelled,
+    mark_failed,
+    mark_running,
+    mark_succeeded,
+)
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+POSTGRES_TEST_DATABASE = "maskwatch_test"
+POSTGRES_SCRATCH_DATABASE = "maskwatch_test_migrations"
+NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
+BACKENDS = (
+    ["sqlite"]
+    if NO_POSTGRES
+    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+
+
+def postgres_database(name: str, *, recreate: bool = False) -> str:
+    """Create the PostgreSQL database ``name`` if missing and return its URL.
+
+    Fails the test (rather than skipping it) when PostgreSQL cannot be reached;
+    set MASKWATCH_TEST_NO_POSTGRES=1 to run the SQLite half only.
+    """
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            if recreate:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig}); "
+            "set MASKWATCH_TEST_NO_POSTGRES=1 to run without it"
+        )
+    finally:
+        admin.dispose()
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database migrated to head once per test session, one per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'maskwatch.sqlite3'}"
+    else:
+        url = postgres_database(POSTGRES_TEST_DATABASE)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, never-migrated database per test, for migration tests that commit."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'scratch' / 'maskwatch.sqlite3'}"
+    return postgres_database(POSTGRES_SCRATCH_DATABASE, recreate=True)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test.
+
+    Code under test may commit or use savepoints; with ``create_savepoint`` those stay
+    inside the outer transaction.
+    """
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        db_session = Session(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield db_session
+        finally:
+            db_session.close()
+            transaction.rollback()
+
+
+@pytest.fixture
+def dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@pytest.fixture
+def camera(session: Session) -> Camera:
+    return get_or_create_camera(session, "north-gate", "cam-1")
+
+
+@pytest.fixture
+def make_job(session: Session, camera: Camera) -> Callable[..., Job]:
+    """Build a job; keyword arguments override create_job's arguments or set the status."""
+
+    def build(
+        *, status: JobStatus = JobStatus.QUEUED, cam: Camera | None = None, **overrides: Any
+    ) -> Job:
+        arguments: dict[str, Any] = {
+            "camera": cam or camera,
+            "input_kind": InputKind.VIDEO,
+            "input_path": "/var/uploads/abc.mp4",
+            "input_name": "entrance.mp4",
+            "settings": {"sample_fps": 5.0},
+            "recorded_at": datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+        } | overrides
+        job = create_job(session, **arguments)
+        if status is not JobStatus.QUEUED:
+            mark_running(session, job, frames_total=10)
+        if status is JobStatus.SUCCEEDED:
+            mark_succeeded(session, job)
+        elif status is JobStatus.FAILED:
+            mark_failed(session, job, "boom")
+        elif status is JobStatus.CANCELLED:
+            mark_cancelled(session, job)
+        return job
+
+    return build
+
+
+def _frame(
+    index: int,
+    *,
+    timestamp_s: float | None = None,
+    masked: int = 0,
+    unmasked: int = 0,
+    incorrect: int = 0,
+    detections: list[FaceRecord] | None = None,
+) -> FrameRecord:
+    """A FrameRecord whose faces = masked + unmasked + incorrect; timestamp defaults to index s."""
+    return FrameRecord(
+        frame_index=index,
+        timestamp_s=float(index) if timestamp_s is None else timestamp_s,
+        faces=masked + unmasked + incorrect,
+        masked=masked,
+        unmasked=unmasked,
+        incorrect=incorrect,
+        detections=detections or [],
+    )
+
+
+@pytest.fixture
+def frame() -> Callable[..., FrameRecord]:
+    """The FrameRecord builder, as a fixture so test modules need not import conftest."""
+    return _frame
