@@ -1,0 +1,3 @@
+"""MaskWatch: face-mask compliance analytics for CCTV footage."""
+
+__version__ = "0.1.0"

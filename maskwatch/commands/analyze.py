@@ -1,0 +1,98 @@
+"""`maskwatch analyze`: footage in, compliance report out, on the embedded database or any URL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from maskwatch.runtime import SetupError, analysis_settings, expand_inputs, models_for, open_database
+from maskwatch.settings import get_settings
+from storage.models import InputKind, JobStatus
+from storage.repositories import cameras as camera_repo
+from storage.repositories import jobs as job_repo
+from worker.jobs import run_job
+from worker.report import build_report
+
+from .render import render_report
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def analyze(
+    paths: list[Path] = typer.Argument(..., help="Video or image files, or folders of them."),
+    camera: str = typer.Option("default", help="Camera name the footage comes from."),
+    site: str = typer.Option("local", help="Site the camera belongs to."),
+    sample_fps: float = typer.Option(None, help="Frames analysed per second of video."),
+    min_face_size: int = typer.Option(None, help="Smallest face searched for, in pixels."),
+    db: str = typer.Option(None, help="Database URL (default: MASKWATCH_DATABASE_URL)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    worst: int = typer.Option(5, help="How many worst moments to list per input."),
+) -> None:
+    """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
+    settings = get_settings()
+    url = db or settings.database_url
+    console = Console(stderr=as_json)
+    try:
+        analysis = analysis_settings(settings, sample_fps=sample_fps, min_face_size=min_face_size)
+        session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
+    except (SetupError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    inputs = expand_inputs(paths)
+    if not inputs:
+        console.print("[red]error:[/red] no input files found")
+        raise typer.Exit(2)
+    with session_factory() as session:
+        cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
+        job_ids = [
+            job_repo.create_job(
+                session,
+                camera=cam,
+                input_kind=(InputKind.image if p.suffix.lower() in IMAGE_SUFFIXES
+                            else InputKind.video),
+                input_path=str(p),
+                input_name=p.name,
+                settings=analysis.to_dict(),
+            ).id
+            for p in inputs
+        ]
+        session.commit()
+
+    try:
+        models = models_for(settings, analysis)
+    except SetupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=as_json,
+    ) as progress:
+        for job_id, path in zip(job_ids, inputs, strict=True):
+            task = progress.add_task(path.name[:40], total=None)
+
+            def advance(done: int, total: int | None, task: int = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            run_job(session_factory, job_id, models, on_progress=advance)
+            progress.update(task, total=progress.tasks[task].completed or 1,
+                            completed=progress.tasks[task].completed or 1)
+
+    with session_factory() as session:
+        jobs = [job_repo.get_job(session, job_id) for job_id in job_ids]
+        report = build_report(session, [j for j in jobs if j is not None], worst=worst)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        render_report(console, report)
+    if any(j.status != JobStatus.succeeded.value for j in report.jobs):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(analyze)

@@ -1,0 +1,31 @@
+"""`maskwatch db`: schema migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from maskwatch.settings import get_settings
+from storage.db import current_revision, upgrade
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: str = typer.Option(None, help="Database URL (default: MASKWATCH_DATABASE_URL)."),
+    revision: str = typer.Option("head", help="Target revision."),
+) -> None:
+    """Apply migrations up to REVISION."""
+    url = db or get_settings().database_url
+    upgrade(url, revision)
+    typer.echo(f"database at revision {current_revision(url)}")
+
+
+@db_app.command("current")
+def db_current(db: str = typer.Option(None, help="Database URL.")) -> None:
+    """Print the schema revision the database is at."""
+    typer.echo(current_revision(db or get_settings().database_url) or "empty (no migrations)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,54 @@
+"""Rich rendering of reports for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from worker.report import JobReport, Report
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{secs:05.2f}"
+
+
+def render_job(console: Console, job: JobReport) -> None:
+    title = f"{job.input_name}  [dim]job {job.job_id} · {job.site}/{job.camera}[/dim]"
+    if job.status != "succeeded":
+        console.print(f"[bold red]✗[/bold red] {title}\n  [red]{job.status}: {job.error}[/red]")
+        return
+    c = job.counts
+    console.print(f"[bold green]✓[/bold green] {title}")
+    console.print(
+        f"  frames analysed {c.frames} ({c.frames_with_faces} with faces) · faces {c.faces} · "
+        f"masked {c.masked} · unmasked {c.unmasked} · incorrect {c.incorrect} · "
+        f"compliance [bold]{_ratio(c.compliance_ratio)}[/bold]"
+    )
+    if job.worst_moments:
+        table = Table(title="worst moments", title_justify="left", show_edge=False)
+        for column in ("time", "frame", "faces", "masked", "unmasked", "incorrect"):
+            table.add_column(column, justify="right")
+        for m in job.worst_moments:
+            table.add_row(_clock(m.timestamp_s), str(m.frame_index), str(m.faces),
+                          str(m.masked), str(m.unmasked), str(m.incorrect))
+        console.print(table)
+
+
+def render_report(console: Console, report: Report) -> None:
+    console.rule("MaskWatch compliance report")
+    for job in report.jobs:
+        render_job(console, job)
+    if len(report.jobs) > 1:
+        t = report.totals
+        console.rule("all inputs")
+        console.print(
+            f"jobs {len(report.jobs)} ({sum(j.status == 'succeeded' for j in report.jobs)} "
+            f"succeeded) · frames {t.frames} · faces {t.faces} · masked {t.masked} · "
+            f"unmasked {t.unmasked} · incorrect {t.incorrect} · "
+            f"compliance [bold]{_ratio(t.compliance_ratio)}[/bold]"
+        )

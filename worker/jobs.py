@@ -1,0 +1,155 @@
+"""Running analysis jobs: an input file in, per-frame statistics and the job's state stored."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import Job, JobStatus
+from storage.records import FrameRecord
+from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
+from worker.pipeline.analyze import AnalysisSettings, Models, analyze_frames
+from worker.pipeline.decode import MediaInfo, estimate_sample_count, iter_frames, output_size, probe
+from worker.pipeline.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (frames done, frames expected or None) after each stored batch."""
+
+
+class NoFacesError(InputError):
+    """The footage was decoded and analysed, but no face was found in it."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A time range of the input, ``end_s`` None meaning to the end."""
+
+    start_s: float = 0.0
+    end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    frames: int
+    faces: int
+
+
+def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:
+    """Reject inputs the detector cannot work on, before any frame is decoded."""
+    width, height = output_size(info, settings.max_frame_side)
+    if min(width, height) * settings.upscale < settings.min_face_size:
+        raise InputError(
+            f"{info.path.name}: {info.width}x{info.height} px is too small to hold a face "
+            f"of the detector's minimum size ({settings.min_face_size} px)"
+        )
+
+
+def analyze_segment(
+    session: Session,
+    job: Job,
+    models: Models,
+    segment: Segment = Segment(),
+    on_progress: ProgressCallback | None = None,
+    batch_frames: int = 25,
+) -> SegmentOutcome:
+    """Analyse one time range of a job's input, committing its frames batch by batch.
+
+    Re-running a segment replaces its rows (``replace_frames``), so a retried or duplicated
+    task never double-counts. Raises InputError for input that must not be retried.
+    """
+    settings = AnalysisSettings.from_dict(job.settings)
+    info = probe(Path(job.input_path))
+    check_analysable(info, settings)
+    width, _ = output_size(info, settings.max_frame_side)
+    box_scale = info.width / width
+    frames = iter_frames(
+        info,
+        sample_fps=settings.sample_fps if info.kind == "video" else None,
+        start_s=segment.start_s,
+        end_s=segment.end_s,
+        max_side=settings.max_frame_side,
+    )
+    expected = estimate_sample_count(info, settings.sample_fps, segment.start_s, segment.end_s)
+    done = faces = 0
+    batch: list[FrameRecord] = []
+
+    def flush() -> None:
+        nonlocal done
+        if not batch:
+            return
+        frame_repo.replace_frames(session, job, batch)
+        job_repo.add_progress(session, job.id, len(batch))
+        session.commit()
+        done += len(batch)
+        batch.clear()
+        if on_progress is not None:
+            on_progress(done, expected)
+
+    for record in analyze_frames(frames, models, box_scale):
+        batch.append(record)
+        faces += record.faces
+        if len(batch) >= batch_frames:
+            flush()
+    flush()
+    return SegmentOutcome(frames=done, faces=faces)
+
+
+def finish_job(session: Session, job: Job) -> None:
+    """Mark a job whose segments are all stored: succeeded, or failed when it held no face."""
+    summary = report_repo.job_summary(session, job.id)
+    if summary.frames == 0:
+        job_repo.mark_failed(session, job, f"{job.input_name}: no frame could be decoded")
+    elif summary.faces == 0:
+        job_repo.mark_failed(
+            session, job, f"{job.input_name}: no faces found in the {summary.frames} "
+            "frame(s) analysed; nothing to report",
+        )
+    else:
+        job_repo.mark_succeeded(session, job)
+
+
+def run_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    models: Models,
+    on_progress: ProgressCallback | None = None,
+) -> Job:
+    """Analyse a whole job in this process (the embedded, no-services path)."""
+    with session_factory() as session:
+        job = job_repo.get_job(session, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        try:
+            settings = AnalysisSettings.from_dict(job.settings)
+            info = probe(Path(job.input_path))
+            job_repo.mark_running(
+                session, job, estimate_sample_count(info, settings.sample_fps)
+            )
+            session.commit()
+            analyze_segment(session, job, models, on_progress=on_progress)
+            finish_job(session, job)
+            session.commit()
+        except InputError as exc:
+            session.rollback()
+            logger.info("job %s failed on its input: %s", job_id, exc)
+            job_repo.mark_failed(session, job, str(exc))
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            logger.exception("job %s failed", job_id)
+            job_repo.mark_failed(session, job, f"internal error: {type(exc).__name__}: {exc}")
+            session.commit()
+            raise
+        return job
+
+
+def is_finished(job: Job) -> bool:
+    return job.status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)

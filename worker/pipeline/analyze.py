@@ -1,0 +1,122 @@
+"""Frames in, per-frame compliance records out: detection and classification glued together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from storage.records import FaceRecord, FrameRecord
+from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
+from worker.pipeline.decode import Frame
+from worker.pipeline.detect import DetectorConfig, FaceDetector, MTCNNDetector
+from worker.pipeline.device import configure_threads, resolve_device
+from worker.pipeline.types import (
+    CLASS_INCORRECT_MASK,
+    CLASS_WITH_MASK,
+    CLASS_WITHOUT_MASK,
+    Detections,
+    FaceLabels,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that changes an analysis' numbers; stored with each job."""
+
+    sample_fps: float = 5.0
+    max_frame_side: int = 1280
+    min_face_size: int = 20
+    detector_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    face_threshold: float = 0.9
+    upscale: float = 1.0
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(
+            min_face_size=self.min_face_size,
+            thresholds=self.detector_thresholds,
+            face_threshold=self.face_threshold,
+            upscale=self.upscale,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["detector_thresholds"] = list(self.detector_thresholds)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AnalysisSettings:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if "detector_thresholds" in known:
+            known["detector_thresholds"] = tuple(known["detector_thresholds"])
+        return cls(**known)
+
+
+@dataclass
+class Models:
+    """The per-process heavy objects: build once, reuse for every frame and job."""
+
+    detector: FaceDetector
+    classifier: MaskClassifier
+    device: torch.device
+
+
+def load_models(
+    settings: AnalysisSettings, checkpoint: Path, device: str = "auto", threads: int = 0
+) -> Models:
+    """Build MTCNN and our CNN on the chosen device (call once per process, after any fork)."""
+    configure_threads(threads)
+    torch_device = resolve_device(device)
+    detector = MTCNNDetector(settings.detector_config(), torch_device)
+    classifier = CNNMaskClassifier.from_file(checkpoint, torch_device)
+    logger.info("models loaded on %s (classes %s)", torch_device, classifier.class_names)
+    return Models(detector=detector, classifier=classifier, device=torch_device)
+
+
+def frame_record(
+    frame: Frame, detections: Detections, labels: FaceLabels, box_scale: float = 1.0
+) -> FrameRecord:
+    """Count one frame's faces by label and keep each face's box and scores.
+
+    ``box_scale`` maps the decoded frame's pixels back to the source's (when ffmpeg scaled it).
+    """
+    faces: list[FaceRecord] = []
+    counts = {CLASS_WITH_MASK: 0, CLASS_WITHOUT_MASK: 0, CLASS_INCORRECT_MASK: 0}
+    for box, face_prob, label, label_prob in zip(
+        detections.xyxy, detections.confidence, labels.labels, labels.label_confidence,
+        strict=True,
+    ):
+        counts[label] += 1
+        x1, y1, x2, y2 = (round(float(v) * box_scale, 1) for v in box)
+        faces.append(
+            FaceRecord(
+                x1=x1, y1=y1, x2=x2, y2=y2, label=label,
+                score=round(float(face_prob) * float(label_prob), 4),
+                face_prob=round(float(face_prob), 4),
+            )
+        )
+    return FrameRecord(
+        frame_index=frame.frame_index,
+        timestamp_s=round(frame.timestamp_s, 4),
+        faces=len(faces),
+        masked=counts[CLASS_WITH_MASK],
+        unmasked=counts[CLASS_WITHOUT_MASK],
+        incorrect=counts[CLASS_INCORRECT_MASK],
+        detections=faces,
+    )
+
+
+def analyze_frames(
+    frames: Iterable[Frame], models: Models, box_scale: float = 1.0
+) -> Iterator[FrameRecord]:
+    """Detect and classify the faces of each frame, in order."""
+    for frame in frames:
+        detections = models.detector.detect([frame.image])[0]
+        labels = models.classifier.classify(frame.image, detections.xyxy)
+        yield frame_record(frame, detections, labels, box_scale)

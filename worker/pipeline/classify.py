@@ -1,0 +1,200 @@
+"""Mask classification: our CNN, its checkpoint format and the crop preprocessing it shares
+with training."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from worker.pipeline.types import FaceLabels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CropPreset:
+    """How a face box becomes the network's input; the same for training and inference.
+
+    The box is grown by ``margin`` of its size on each side, made square around its centre
+    (so the aspect ratio of the face is kept) and resampled to ``size`` x ``size``.
+    """
+
+    size: int = 64
+    margin: float = 0.15
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+
+def square_boxes(xyxy: np.ndarray, margin: float) -> np.ndarray:
+    """Grow boxes (N, 4) by ``margin`` per side and make them square around their centre."""
+    xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]) * (1 + 2 * margin)
+    half = side[:, None] / 2
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
+def normalize(batch: torch.Tensor, preset: CropPreset) -> torch.Tensor:
+    """uint8-range float (N, 3, S, S) -> the network's normalised input."""
+    mean = torch.tensor(preset.mean, device=batch.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(preset.std, device=batch.device).view(1, 3, 1, 1) * 255
+    return (batch - mean) / std
+
+
+def crop_faces(
+    frame: np.ndarray | torch.Tensor, xyxy: np.ndarray, preset: CropPreset
+) -> torch.Tensor:
+    """Cut the faces of one frame into a float batch (N, 3, S, S) in 0..255, not normalised.
+
+    ``roi_align`` averages several samples per output pixel, so large faces are downscaled
+    without aliasing; parts of a box outside the frame read as black.
+    """
+    image = torch.as_tensor(frame) if isinstance(frame, np.ndarray) else frame
+    image = image.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, H, W)
+    boxes = torch.as_tensor(square_boxes(xyxy, preset.margin), device=image.device)
+    if boxes.shape[0] == 0:
+        return torch.zeros((0, 3, preset.size, preset.size), device=image.device)
+    rois = torch.cat([torch.zeros((boxes.shape[0], 1), device=image.device), boxes], dim=1)
+    return roi_align(image, rois, output_size=preset.size, spatial_scale=1.0,
+                     sampling_ratio=-1, aligned=True)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class MaskCNN(nn.Module):
+    """Conv + pool blocks, global pooling and a small fully connected head."""
+
+    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _block(3, width), _block(width, width * 2), _block(width * 2, width * 4),
+            nn.Conv2d(width * 4, width * 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width * 8),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * 8, 128), nn.ReLU(inplace=True),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_model(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """The classifier architectures we train and ship, by name."""
+    if arch == "mask_cnn":
+        return MaskCNN(num_classes, **kwargs)
+    if arch == "mobilenet_v3_small":
+        from torchvision.models import mobilenet_v3_small
+
+        return mobilenet_v3_small(weights=None, num_classes=num_classes, **kwargs)
+    raise ValueError(f"unknown classifier architecture {arch!r}")
+
+
+@dataclass
+class Checkpoint:
+    """What a trained classifier file holds: weights plus everything needed to use them."""
+
+    arch: str
+    class_names: tuple[str, ...]
+    preset: CropPreset
+    state_dict: dict[str, torch.Tensor]
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Half precision halves the committed file; weights are cast back to float on load.
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        torch.save(
+            {
+                "format": 1,
+                "arch": self.arch,
+                "arch_kwargs": self.arch_kwargs,
+                "class_names": list(self.class_names),
+                "preset": asdict(self.preset),
+                "state_dict": weights,
+                "metrics": self.metrics,
+                "training": self.training,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        if not path.is_file():
+            raise FileNotFoundError(f"classifier checkpoint not found: {path}")
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        preset = raw["preset"]
+        return cls(
+            arch=raw["arch"],
+            class_names=tuple(raw["class_names"]),
+            preset=CropPreset(
+                size=int(preset["size"]),
+                margin=float(preset["margin"]),
+                mean=tuple(preset["mean"]),
+                std=tuple(preset["std"]),
+            ),
+            state_dict={k: (v.float() if v.is_floating_point() else v)
+                        for k, v in raw["state_dict"].items()},
+            arch_kwargs=dict(raw.get("arch_kwargs", {})),
+            metrics=dict(raw.get("metrics", {})),
+            training=dict(raw.get("training", {})),
+        )
+
+    def build(self) -> nn.Module:
+        model = build_model(self.arch, len(self.class_names), **self.arch_kwargs)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+class MaskClassifier(Protocol):
+    """Labels face boxes in a frame."""
+
+    class_names: tuple[str, ...]
+
+    def classify(self, frame: np.ndarray, xyxy: np.ndarray) -> FaceLabels: ...
+
+
+class CNNMaskClassifier:
+    """Runs a trained checkpoint on the faces of a frame, all crops in one batch."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.class_names = checkpoint.class_names
+        self.preset = checkpoint.preset
+        self.device = device
+        self.model = checkpoint.build().to(device)
+
+    @classmethod
+    def from_file(cls, path: Path, device: torch.device) -> CNNMaskClassifier:
+        return cls(Checkpoint.load(path), device)
+
+    def classify(self, frame: np.ndarray, xyxy: np.ndarray) -> FaceLabels:
+        if len(xyxy) == 0:
+            return FaceLabels(self.class_names, np.zeros((0, len(self.class_names)), np.float32))
+        with torch.inference_mode():
+            image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+            batch = normalize(crop_faces(image, xyxy, self.preset), self.preset)
+            probabilities = torch.softmax(self.model(batch), dim=1)
+        return FaceLabels(self.class_names, probabilities.float().cpu().numpy())

@@ -1,0 +1,88 @@
+"""Face detection: a small interface and the facenet-pytorch MTCNN backend behind it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from worker.pipeline.types import Detections
+
+logger = logging.getLogger(__name__)
+
+
+class FaceDetector(Protocol):
+    """Finds faces in RGB frames."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """One Detections per frame; frames are (H, W, 3) uint8 RGB."""
+        ...
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """MTCNN settings; see docs/model-card.md for how they were chosen."""
+
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    face_threshold: float = 0.9
+    upscale: float = 1.0
+
+
+class MTCNNDetector:
+    """facenet-pytorch's MTCNN with the weights shipped in its wheel.
+
+    MTCNN returns ``None`` or object arrays depending on what it found; this adapter turns
+    every answer into float32 ``Detections`` and never raises on an empty or tiny frame.
+    """
+
+    def __init__(self, config: DetectorConfig, device: torch.device) -> None:
+        from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is built
+
+        self.config = config
+        self.device = device
+        self._mtcnn = MTCNN(
+            keep_all=True,
+            min_face_size=config.min_face_size,
+            thresholds=list(config.thresholds),
+            post_process=False,
+            select_largest=False,
+            device=device,
+        )
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        # Batching gives MTCNN no gain on CPU and needs equal frame sizes: go frame by frame.
+        return [self._detect_one(frame) for frame in frames]
+
+    def _detect_one(self, frame: np.ndarray) -> Detections:
+        height, width = frame.shape[:2]
+        scale = self.config.upscale
+        if scale != 1.0:
+            frame = _resize(frame, scale)
+        # MTCNN's image pyramid is empty for frames smaller than min_face_size (torch.cat crash).
+        if min(frame.shape[:2]) < max(self.config.min_face_size, 12):
+            return Detections.empty()
+        with torch.inference_mode():
+            boxes, probs, points = self._mtcnn.detect(frame, landmarks=True)
+        if boxes is None:
+            return Detections.empty()
+        xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
+        confidence = np.asarray(probs, dtype=np.float32).reshape(-1)
+        landmarks = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) / scale
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+        sized = (xyxy[:, 2] - xyxy[:, 0] >= 2) & (xyxy[:, 3] - xyxy[:, 1] >= 2)
+        keep = (confidence >= self.config.face_threshold) & sized
+        return Detections(xyxy[keep], confidence[keep], landmarks[keep])
+
+
+def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    height, width = frame.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))

@@ -1,0 +1,61 @@
+"""Typed results passed between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CLASS_WITH_MASK = "with_mask"
+CLASS_WITHOUT_MASK = "without_mask"
+CLASS_INCORRECT_MASK = "incorrect_mask"
+MASK_LABELS = (CLASS_WITH_MASK, CLASS_WITHOUT_MASK, CLASS_INCORRECT_MASK)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one frame, in that frame's pixel coordinates."""
+
+    xyxy: np.ndarray  # (N, 4) float32: x1, y1, x2, y2
+    confidence: np.ndarray  # (N,) float32: probability that the box is a face
+    landmarks: np.ndarray  # (N, 5, 2) float32: eyes, nose, mouth corners
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            landmarks=np.zeros((0, 5, 2), np.float32),
+        )
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The subset picked by a boolean mask or index array."""
+        return Detections(self.xyxy[keep], self.confidence[keep], self.landmarks[keep])
+
+
+@dataclass(frozen=True)
+class FaceLabels:
+    """The classifier's verdict for each face of one frame."""
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray  # (N, C) float32, rows sum to 1
+
+    @property
+    def label_index(self) -> np.ndarray:  # (N,) int64
+        return self.probabilities.argmax(axis=1) if len(self) else np.zeros((0,), np.int64)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.class_names[i] for i in self.label_index]
+
+    @property
+    def label_confidence(self) -> np.ndarray:  # (N,) float32
+        if not len(self):
+            return np.zeros((0,), np.float32)
+        return self.probabilities.max(axis=1).astype(np.float32)
+
+    def __len__(self) -> int:
+        return int(self.probabilities.shape[0])
