@@ -1,0 +1,26 @@
+# One entry point for people and CI. `make demo` and `make test` each do all set-up first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup demo test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	VENV=$(VENV) scripts/setup.sh
+
+demo: setup
+	maskwatch db upgrade
+	maskwatch analyze worker/samples/sample.mp4 --camera demo-cam --site demo
+
+test: setup
+	scripts/ensure-services.sh
+	python -m pytest
+
+lint: setup
+	ruff check .
+	mypy maskwatch worker storage api
+
+bench: setup
+	python scripts/bench.py

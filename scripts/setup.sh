@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything MaskWatch needs on a fresh machine: ffmpeg from Debian, a venv with the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+    echo "setup: installing ffmpeg (apt-get)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+echo "setup: installing maskwatch and its pinned dependencies into $VENV (torch takes ~2 min)"
+"$VENV/bin/python" -m pip install -q -e ".[service,dev]"
+"$VENV/bin/python" -c "import torch, facenet_pytorch, ffmpeg, sqlalchemy; print('setup: ok, torch', torch.__version__)"
+touch "$VENV/.installed"
