@@ -1,0 +1,85 @@
+"""Build the bundled demo clip worker/samples/sample.mp4 and its expected face counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a plain script: make `tests.fixtures` importable
+
+from tests.fixtures.scenes import (  # noqa: E402
+    BACKGROUND_RGB,
+    expected_counts,
+    face_paths,
+    make_composition_video,
+)
+
+logger = logging.getLogger("make_sample_video")
+
+SEGMENTS: list[tuple[int, int]] = [(2, 1), (3, 0), (0, 2), (1, 1), (0, 0), (2, 2)]
+SECONDS_PER_SEGMENT = 2
+FPS = 10
+SIZE = (640, 360)
+MAX_BYTES = 1_000_000
+
+
+def build(out_dir: Path) -> tuple[Path, Path]:
+    """Write sample.mp4 and sample.json into ``out_dir``; return their paths."""
+    video = make_composition_video(
+        out_dir / "sample.mp4",
+        SEGMENTS,
+        seconds_per_segment=SECONDS_PER_SEGMENT,
+        fps=FPS,
+        size=SIZE,
+    )
+    if video.stat().st_size > MAX_BYTES:
+        raise RuntimeError(f"{video.name} is {video.stat().st_size} bytes, over {MAX_BYTES}")
+    expected = {
+        "video": video.name,
+        "generator": "scripts/make_sample_video.py (tests/fixtures/scenes.py)",
+        "faces_source": "tests/fixtures/faces: chandrikadeb7/Face-Mask-Detection, MIT licence",
+        "fps": FPS,
+        "width": SIZE[0],
+        "height": SIZE[1],
+        "duration_s": len(SEGMENTS) * SECONDS_PER_SEGMENT,
+        "background_rgb": list(BACKGROUND_RGB),
+        "faces": {
+            "with_mask": [p.name for p in face_paths("with_mask")],
+            "without_mask": [p.name for p in face_paths("without_mask")],
+        },
+        "segments": [
+            {
+                "start_s": i * SECONDS_PER_SEGMENT,
+                "end_s": (i + 1) * SECONDS_PER_SEGMENT,
+                "masked": masked,
+                "unmasked": unmasked,
+            }
+            for i, (masked, unmasked) in enumerate(SEGMENTS)
+        ],
+        "per_second": [
+            {"t_s": t, "masked": masked, "unmasked": unmasked}
+            for t, (masked, unmasked) in enumerate(
+                expected_counts(SEGMENTS, seconds_per_segment=SECONDS_PER_SEGMENT)
+            )
+        ],
+    }
+    manifest = out_dir / "sample.json"
+    manifest.write_text(json.dumps(expected, indent=2) + "\n")
+    return video, manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "worker" / "samples")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    video, manifest = build(args.out_dir)
+    logger.info("wrote %s (%d bytes) and %s", video, video.stat().st_size, manifest)
+
+
+if __name__ == "__main__":
+    main()

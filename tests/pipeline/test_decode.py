@@ -1,0 +1,473 @@
+"""Decoding stage: ffmpeg argv (pure), sampling and segments on real clips, user-facing errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.fixtures.scenes import make_truncated_copy
+from worker.pipeline.decode import (
+    MediaInfo,
+    build_decode_args,
+    estimate_sample_count,
+    iter_frames,
+    output_size,
+    probe,
+)
+from worker.pipeline.errors import DecodeError, InputError, UnsupportedMediaError
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_VIDEO = REPO / "worker" / "samples" / "sample.mp4"
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+        check=True,
+        timeout=120,
+    )
+
+
+def _testsrc(out: Path, *, seconds: int, fps: str, size: str, extra: tuple[str, ...] = ()) -> Path:
+    """A clip whose every frame differs (testsrc draws a counter); H.264 with B-frames."""
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}", "-t", str(seconds),
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-bf", "2", *extra, str(out),
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clips")
+    mp4 = _testsrc(root / "clip.mp4", seconds=8, fps="10", size="320x240",
+                   extra=("-movflags", "+faststart"))  # fmt: skip
+    # MPEG-TS starts at 1.4 s (+ offset) and seeks to the keyframe *after* the target.
+    ts = root / "clip.ts"
+    _ffmpeg("-i", str(mp4), "-c", "copy", "-output_ts_offset", "3.3", str(ts))
+    ntsc = _testsrc(root / "ntsc.mp4", seconds=6, fps="30000/1001", size="160x120")
+    return {"mp4": mp4, "ts": ts, "ntsc": ntsc}
+
+
+def _decode(path: Path, **kwargs: object) -> list[tuple[int, float, bytes]]:
+    info = probe(path)
+    return [
+        (f.frame_index, f.timestamp_s, f.image.tobytes())
+        for f in iter_frames(info, **kwargs)  # type: ignore[arg-type]
+    ]
+
+
+def _ffmpeg_children() -> list[int]:
+    """Pids of ffmpeg processes whose parent is this process (zombies included)."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if ppid == me and comm == "ffmpeg":
+            found.append(int(stat.parent.name))
+    return found
+
+
+# ------------------------------------------------------------------- pure: argv, sizes
+
+
+def _video(
+    width: int = 320,
+    height: int = 240,
+    fps: float = 10.0,
+    duration_s: float = 8.0,
+    start_s: float = 0.0,
+    container_start_s: float = 0.0,
+) -> MediaInfo:
+    return MediaInfo(
+        path=Path("/srv/uploads/job-7/clip.mp4"),
+        kind="video",
+        width=width,
+        height=height,
+        fps=fps,
+        duration_s=duration_s,
+        start_s=start_s,
+        codec="h264",
+        container_start_s=container_start_s,
+    )
+
+
+IMAGE = MediaInfo(
+    path=Path("/srv/uploads/job-8/photo.jpg"),
+    kind="image",
+    width=4000,
+    height=3000,
+    fps=None,
+    duration_s=None,
+    start_s=0.0,
+    codec="mjpeg",
+)
+
+
+def _value(args: list[str], option: str, occurrence: int = 0) -> str | None:
+    positions = [i for i, arg in enumerate(args) if arg == option]
+    return args[positions[occurrence] + 1] if len(positions) > occurrence else None
+
+
+@pytest.mark.parametrize(
+    ("info", "kwargs", "seek", "duration", "pixels_filter"),
+    [
+        pytest.param(
+            _video(), {"sample_fps": None}, None, None,
+            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)'",
+            id="whole-file-every-frame",
+        ),
+        pytest.param(
+            _video(), {"sample_fps": 2, "start_s": 3.0, "end_s": 6.0}, "2.850000", "3.100000",
+            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),30)*lt(ld(0),60)"
+            "*lt(2*5*ceil((2*ld(0)-1)*1/(2*5)),(2*ld(0)+1)*1)'",
+            id="segment-sampled-2fps",
+        ),
+        pytest.param(
+            _video(), {"sample_fps": 3, "end_s": 4.0}, None, "3.950000",
+            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)*lt(ld(0),40)"
+            "*lt(2*10*ceil((2*ld(0)-1)*3/(2*10)),(2*ld(0)+1)*3)'",
+            id="fractional-step-10/3",
+        ),
+        pytest.param(
+            _video(fps=30000 / 1001), {"sample_fps": 30, "start_s": 1.0}, "0.950950", None,
+            "select='st(0,round((t-0.000000)*30000/1001));gte(ld(0),30)'",
+            id="ntsc-rate-sampling-above-source-keeps-every-frame",
+        ),
+        pytest.param(
+            _video(start_s=1.5, container_start_s=1.4), {"sample_fps": None, "start_s": 2.0},
+            "1.950000", None,
+            "select='st(0,round((t-1.500000)*10/1));gte(ld(0),20)'",
+            id="stream-starts-after-container",
+        ),
+        pytest.param(
+            _video(1920, 1080), {"sample_fps": 5, "max_side": 1280}, None, None,
+            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)"
+            "*lt(2*2*ceil((2*ld(0)-1)*1/(2*2)),(2*ld(0)+1)*1)',scale=1280:720:flags=area",
+            id="scaled-after-select",
+        ),
+        pytest.param(
+            _video(), {"sample_fps": None, "start_s": 3.0, "preroll_s": float("inf")}, None,
+            None, "select='st(0,round((t-0.000000)*10/1));gte(ld(0),30)'",
+            id="infinite-preroll-means-no-seek",
+        ),
+        pytest.param(
+            IMAGE, {"sample_fps": 2, "max_side": 1000}, None, None, "scale=1000:750:flags=area",
+            id="image-scaled",
+        ),
+        pytest.param(IMAGE, {"sample_fps": None}, None, None, None, id="image-as-is"),
+    ],
+)  # fmt: skip
+def test_build_decode_args(
+    info: MediaInfo,
+    kwargs: dict[str, object],
+    seek: str | None,
+    duration: str | None,
+    pixels_filter: str | None,
+) -> None:
+    args = build_decode_args(info, **kwargs)  # type: ignore[arg-type]
+
+    assert args[:6] == ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
+    assert args[-5:] == ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    assert _value(args, "-i") == f"file:{info.path}"
+    assert _value(args, "-ss") == seek
+    assert _value(args, "-t") == duration
+    assert args.index("-i") > max(
+        (args.index(option) for option in ("-ss", "-t") if option in args), default=0
+    ), "seek and duration are input options"
+    filters = [args[i + 1] for i, arg in enumerate(args) if arg == "-vf"]
+    assert (filters[-1] if filters else None) == pixels_filter
+    if info.kind == "video":
+        assert "-copyts" in args
+        assert args.count("-map") == 2 and _value(args, "-map") == "0:0"
+        assert args.count("passthrough") == 2
+        # The timestamp output (first) keeps the samples plus the frames before the range.
+        assert pixels_filter is not None
+        head, keep = pixels_filter.split(",scale")[0].removeprefix("select='")[:-1].split(";")
+        first = re.search(r"gte\(ld\(0\),(\d+)\)", keep)
+        assert first is not None
+        assert filters[0] == f"select='{head};lt(ld(0),{first.group(1)})+{keep}'"
+        assert args[args.index("framecrc") + 1] == "pipe:3"
+    else:
+        assert _value(args, "-frames:v") == "1"
+        assert "-copyts" not in args and "framecrc" not in args
+
+
+def test_build_decode_args_uses_the_given_timestamp_pipe() -> None:
+    assert "pipe:9" in build_decode_args(_video(), sample_fps=1, pts_fd=9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_fps": 0}, "sample_fps must be positive"),
+        ({"sample_fps": 1, "start_s": -1.0}, "start_s must be >= 0"),
+        ({"sample_fps": 1, "start_s": 4.0, "end_s": 3.0}, "end_s must be >= start_s"),
+    ],
+)
+def test_build_decode_args_rejects_bad_ranges(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_decode_args(_video(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side", "expected"),
+    [
+        ((1920, 1080), 1280, (1280, 720)),
+        ((1080, 1920), 1280, (720, 1280)),
+        ((640, 360), 1280, (640, 360)),  # never upscaled
+        ((641, 361), None, (641, 361)),  # odd sizes kept when not scaled
+        ((1000, 999), 500, (500, 500)),
+        ((1001, 563), 1001, (1001, 563)),  # exactly max_side: untouched
+        ((2002, 1126), 1001, (1000, 562)),  # odd max_side: rounded down to even
+        ((8000, 10), 1280, (1280, 2)),  # never below 2 px
+    ],
+)
+def test_output_size(
+    size: tuple[int, int], max_side: int | None, expected: tuple[int, int]
+) -> None:
+    assert output_size(_video(*size), max_side) == expected
+
+
+@pytest.mark.parametrize(
+    ("info", "sample_fps", "start_s", "end_s", "expected"),
+    [
+        (_video(), 2, 0.0, None, 16),
+        (_video(), 2, 3.0, 6.0, 6),
+        (_video(), 3, 0.0, None, 24),
+        (_video(), None, 0.0, None, 80),
+        (_video(), 25, 0.0, None, 80),
+        (_video(), 2, 7.9, None, 0),
+        (_video(), 2, 9.0, 12.0, 0),
+        (_video(fps=30000 / 1001, duration_s=60.06), 1, 0.0, None, 61),
+        (IMAGE, 2, 0.0, None, 1),
+        (IMAGE, 2, 0.0, 5.0, 1),
+        (IMAGE, 2, 5.0, 10.0, 0),
+    ],
+)
+def test_estimate_sample_count(
+    info: MediaInfo, sample_fps: float | None, start_s: float, end_s: float | None, expected: int
+) -> None:
+    assert estimate_sample_count(info, sample_fps, start_s, end_s) == expected
+
+
+# --------------------------------------------------------------------- real decoding
+
+
+def test_probe_describes_a_video(clips: dict[str, Path]) -> None:
+    info = probe(clips["mp4"])
+    assert (info.kind, info.width, info.height, info.fps) == ("video", 320, 240, 10.0)
+    assert (info.duration_s, info.start_s, info.codec) == (8.0, 0.0, "h264")
+
+
+def test_probe_reads_the_stream_start_of_mpegts(clips: dict[str, Path]) -> None:
+    info = probe(clips["ts"])
+    assert info.start_s == pytest.approx(4.7)  # 1.4 s MPEG-TS default + 3.3 s offset
+    assert info.fps == 10.0
+
+
+def test_sampling_at_2fps_gives_every_fifth_source_frame(clips: dict[str, Path]) -> None:
+    every = _decode(clips["mp4"], sample_fps=None)
+    sampled = _decode(clips["mp4"], sample_fps=2)
+
+    assert [index for index, _, _ in every] == list(range(80))
+    assert [index for index, _, _ in sampled] == list(range(0, 80, 5))
+    assert [ts for _, ts, _ in sampled] == [k * 0.5 for k in range(16)]
+    # The pixels really are those source frames.
+    assert [pixels for _, _, pixels in sampled] == [every[i][2] for i in range(0, 80, 5)]
+
+
+def test_sampling_picks_the_nearest_frame_for_a_fractional_step(clips: dict[str, Path]) -> None:
+    sampled = _decode(clips["mp4"], sample_fps=3, end_s=2.0)
+    # t_k = k/3 s -> nearest 10 fps frames: 0, 3.33, 6.67, 10, 13.33, 16.67
+    assert [index for index, _, _ in sampled] == [0, 3, 7, 10, 13, 17]
+    assert [ts for _, ts, _ in sampled] == [0.0, 0.3, 0.7, 1.0, 1.3, 1.7]
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts", "ntsc"])
+@pytest.mark.parametrize("sample_fps", [2.0, 3.0, None])
+def test_segments_decode_exactly_like_the_whole_file(
+    clips: dict[str, Path], container: str, sample_fps: float | None
+) -> None:
+    path = clips[container]
+    whole = _decode(path, sample_fps=sample_fps, end_s=6.0)
+    halves = _decode(path, sample_fps=sample_fps, end_s=3.0) + _decode(
+        path, sample_fps=sample_fps, start_s=3.0, end_s=6.0
+    )
+    uneven = [
+        frame
+        for start, end in [(0.0, 1.05), (1.05, 2.95), (2.95, 4.4), (4.4, 6.0)]
+        for frame in _decode(path, sample_fps=sample_fps, start_s=start, end_s=end)
+    ]
+
+    assert whole, "the range holds frames"
+    assert [(i, ts) for i, ts, _ in halves] == [(i, ts) for i, ts, _ in whole]
+    assert halves == whole  # pixels too
+    assert uneven == whole
+    assert all(0 <= ts < 6.0 for _, ts, _ in whole)
+    assert len(whole) == estimate_sample_count(probe(path), sample_fps, 0.0, 6.0)
+
+
+def test_a_segment_past_the_end_is_empty(clips: dict[str, Path]) -> None:
+    assert _decode(clips["mp4"], sample_fps=2, start_s=8.0, end_s=10.0) == []
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp"])
+def test_an_image_decodes_to_one_frame(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"photo{suffix}"
+    Image.new("RGB", (64, 48), (200, 40, 10)).save(path)
+
+    info = probe(path)
+    frames = list(iter_frames(info, sample_fps=2))
+
+    assert (info.kind, info.width, info.height, info.fps) == ("image", 64, 48, None)
+    assert [(f.frame_index, f.timestamp_s, f.image.shape) for f in frames] == [
+        (0, 0.0, (48, 64, 3))
+    ]
+    assert np.abs(frames[0].image.astype(int) - (200, 40, 10)).max() <= 8
+    assert list(iter_frames(info, sample_fps=2, start_s=1.0, end_s=2.0)) == []
+
+
+def test_max_side_scales_video_and_image(tmp_path: Path, clips: dict[str, Path]) -> None:
+    video = next(iter(iter_frames(probe(clips["mp4"]), sample_fps=1, max_side=160)))
+    portrait = tmp_path / "portrait.png"
+    Image.new("RGB", (300, 1000), (0, 0, 255)).save(portrait)
+    image = next(iter(iter_frames(probe(portrait), sample_fps=None, max_side=500)))
+
+    assert video.image.shape == (120, 160, 3)
+    assert image.image.shape == (500, 150, 3)
+    assert video.image.dtype == np.uint8
+
+
+def test_bundled_sample_clip_matches_its_manifest() -> None:
+    info = probe(SAMPLE_VIDEO)
+    assert (info.kind, info.width, info.height, info.fps, info.duration_s) == (
+        "video", 640, 360, 10.0, 12.0,
+    )  # fmt: skip
+    assert estimate_sample_count(info, 1) == 12
+    assert SAMPLE_VIDEO.stat().st_size < 1_000_000
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def _user_message(error: pytest.ExceptionInfo[BaseException], tmp_path: Path) -> str:
+    message = str(error.value)
+    assert str(tmp_path) not in message, "no server path in what users see"
+    return message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as error:
+        probe(tmp_path / "missing.mp4")
+    assert _user_message(error, tmp_path) == "missing.mp4: file not found"
+
+
+def test_directory(tmp_path: Path) -> None:
+    (tmp_path / "uploads").mkdir()
+    with pytest.raises(InputError) as error:
+        probe(tmp_path / "uploads")
+    assert _user_message(error, tmp_path) == "uploads: is a directory, not a video or image file"
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(InputError) as error:
+        probe(tmp_path / "empty.mp4")
+    assert _user_message(error, tmp_path) == "empty.mp4: file is empty (0 bytes)"
+
+
+def test_text_file_named_mp4(tmp_path: Path) -> None:
+    (tmp_path / "notes.mp4").write_text("meeting notes, not a video\n")
+    with pytest.raises(DecodeError) as error:
+        probe(tmp_path / "notes.mp4")
+    message = _user_message(error, tmp_path)
+    assert message.startswith("notes.mp4: not a readable video or image file (")
+    assert "moov atom not found" in message
+
+
+def test_truncated_upload_without_index(tmp_path: Path) -> None:
+    # Without +faststart the index (moov) is at the end: the cut file cannot even be probed.
+    plain = _testsrc(tmp_path / "plain.mp4", seconds=4, fps="10", size="160x120")
+    cut = make_truncated_copy(plain, tmp_path / "cut.mp4", 0.6)
+    with pytest.raises(DecodeError) as error:
+        probe(cut)
+    assert "cut.mp4: not a readable video or image file (moov atom not found" in _user_message(
+        error, tmp_path
+    )
+
+
+def test_truncated_faststart_video_fails_while_decoding(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    cut = make_truncated_copy(clips["mp4"], tmp_path / "clip.mp4", 0.6)
+    info = probe(cut)  # the index is intact: probing cannot tell
+    assert info.duration_s == 8.0
+
+    decoded = []
+    with pytest.raises(DecodeError) as error:
+        for frame in iter_frames(info, sample_fps=2):
+            decoded.append(frame.frame_index)
+    message = _user_message(error, tmp_path)
+    assert message.startswith("clip.mp4: the file is truncated or corrupt (")
+    assert 0 < len(decoded) < 16, "frames before the cut are delivered first"
+
+
+def test_image_too_large(tmp_path: Path) -> None:
+    Image.new("RGB", (9000, 16), (0, 0, 0)).save(tmp_path / "wide.png")
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(tmp_path / "wide.png")
+    assert _user_message(error, tmp_path) == (
+        "wide.png: unsupported frame size 9000x16 px (width and height must be 1 to 8192 px "
+        "and the frame at most 40 megapixels)"
+    )
+
+
+def test_audio_only_file(tmp_path: Path) -> None:
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", str(tmp_path / "tone.m4a"))
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(tmp_path / "tone.m4a")
+    assert _user_message(error, tmp_path) == "tone.m4a: contains only audio, no video stream"
+
+
+def test_input_errors_are_input_errors() -> None:
+    assert issubclass(DecodeError, InputError) and issubclass(UnsupportedMediaError, InputError)
+
+
+# ----------------------------------------------------------------- process hygiene
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_breaking_out_early_leaves_no_ffmpeg_process(clips: dict[str, Path]) -> None:
+    info = probe(clips["mp4"])
+    assert _ffmpeg_children() == []
+
+    for _ in iter_frames(info, sample_fps=None):
+        assert _ffmpeg_children(), "ffmpeg is running while frames stream"
+        break
+    assert _ffmpeg_children() == []
+
+    frames = iter_frames(info, sample_fps=None)
+    next(frames)
+    frames.close()
+    assert _ffmpeg_children() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_timeout_stops_ffmpeg(clips: dict[str, Path]) -> None:
+    info = probe(clips["mp4"])
+    with pytest.raises(TimeoutError, match=r"^clip.mp4: decoding took longer than 0.3 s$"):
+        for _ in iter_frames(info, sample_fps=None, timeout_s=0.3):
+            time.sleep(0.2)  # a slow consumer: the budget covers the whole iteration
+    assert _ffmpeg_children() == []

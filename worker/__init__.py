@@ -1,0 +1,1 @@
+"""MaskWatch worker: background analysis of uploaded footage."""

@@ -1,0 +1,1 @@
+"""Analysis pipeline: decode, detect faces, classify masks."""
