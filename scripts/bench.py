@@ -88,7 +88,7 @@ def main() -> None:
     session_factory = make_session_factory(make_engine(url))
     with session_factory() as session:
         cam = cameras.get_or_create_camera(session, site="bench", name="bench")
-        store_job = jobs.create_job(session, camera=cam, input_kind=InputKind.video,
+        store_job = jobs.create_job(session, camera=cam, input_kind=InputKind.VIDEO,
                                     input_path=str(clip), input_name=clip.name,
                                     settings=analysis.to_dict())
         session.commit()
@@ -97,7 +97,7 @@ def main() -> None:
             frames.replace_frames(session, store_job, records[i:i + 25])
             session.commit()
         store_s = time.perf_counter() - t0
-        whole_job = jobs.create_job(session, camera=cam, input_kind=InputKind.video,
+        whole_job = jobs.create_job(session, camera=cam, input_kind=InputKind.VIDEO,
                                     input_path=str(clip), input_name=clip.name,
                                     settings=analysis.to_dict())
         session.commit()

@@ -53,8 +53,8 @@ def analyze(
             job_repo.create_job(
                 session,
                 camera=cam,
-                input_kind=(InputKind.image if p.suffix.lower() in IMAGE_SUFFIXES
-                            else InputKind.video),
+                input_kind=(InputKind.IMAGE if p.suffix.lower() in IMAGE_SUFFIXES
+                            else InputKind.VIDEO),
                 input_path=str(p),
                 input_name=p.name,
                 settings=analysis.to_dict(),
@@ -90,7 +90,7 @@ def analyze(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render_report(console, report)
-    if any(j.status != JobStatus.succeeded.value for j in report.jobs):
+    if any(j.status != JobStatus.SUCCEEDED.value for j in report.jobs):
         raise typer.Exit(1)
 
 

@@ -1,0 +1,147 @@
+"""`maskwatch analyze` end to end: real ffmpeg, MTCNN and CNN, numbers checked in SQL and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from maskwatch.cli import app
+from storage.models import FrameStat, Job, JobStatus
+from tests.fixtures.scenes import (
+    expected_counts,
+    make_blank_video,
+    make_truncated_copy,
+    render_composition,
+)
+
+from .conftest import SEGMENTS
+
+
+def run_analyze(runner: CliRunner, db_url: str, *args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["analyze", *args, "--db", db_url, "--json"])
+    report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return result.exit_code, report
+
+
+def test_counts_per_second_reach_the_database_and_report(
+    runner: CliRunner, db_url: str, composition_video: Path, session_for
+) -> None:
+    code, report = run_analyze(
+        runner, db_url, str(composition_video), "--sample-fps", "1", "--camera", "gate-3"
+    )
+
+    assert code == 0, report
+    expected = expected_counts(SEGMENTS, seconds_per_segment=2)
+    masked = sum(m for m, _ in expected)
+    unmasked = sum(u for _, u in expected)
+    assert report["totals"] == {
+        "frames": 8, "frames_with_faces": 8, "faces": masked + unmasked, "masked": masked,
+        "unmasked": unmasked, "incorrect": 0,
+        "compliance_ratio": round(masked / (masked + unmasked), 4),
+    }
+    job = report["jobs"][0]
+    assert (job["status"], job["camera"], job["input"]) == ("succeeded", "gate-3",
+                                                           "composition.mp4")
+    # The worst moment is the one with two unmasked faces and none masked (seconds 2-3).
+    assert job["worst_moments"][0]["unmasked"] == 2
+    assert job["worst_moments"][0]["timestamp_s"] in (2.0, 3.0)
+
+    with session_for() as session:
+        rows = session.scalars(select(FrameStat).order_by(FrameStat.frame_index)).all()
+        assert [r.frame_index for r in rows] == [0, 10, 20, 30, 40, 50, 60, 70]
+        assert [r.timestamp_s for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+        assert [(r.masked, r.unmasked) for r in rows] == expected
+        stored = session.scalars(select(Job)).one()
+        assert stored.status == JobStatus.SUCCEEDED
+        assert (stored.frames_done, stored.frames_total) == (8, 8)
+
+
+def test_human_report_names_the_numbers(
+    runner: CliRunner, db_url: str, composition_video: Path
+) -> None:
+    result = runner.invoke(app, ["analyze", str(composition_video), "--sample-fps", "1",
+                                 "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "faces 20" in result.output
+    assert "compliance" in result.output and "60.0%" in result.output
+
+
+def failed_job(session_for) -> Job:
+    with session_for() as session:
+        job = session.scalars(select(Job)).one()
+        assert job.status == JobStatus.FAILED
+        return job
+
+
+def assert_fails(runner, db_url, session_for, path: Path, reason: str) -> None:
+    code, report = run_analyze(runner, db_url, str(path))
+    assert code == 1
+    assert report["jobs"][0]["status"] == "failed"
+    assert reason in report["jobs"][0]["error"]
+    assert reason in failed_job(session_for).error
+
+
+def test_missing_file(runner, db_url, session_for, tmp_path: Path) -> None:
+    assert_fails(runner, db_url, session_for, tmp_path / "nope.mp4", "nope.mp4")
+
+
+def test_empty_file(runner, db_url, session_for, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert_fails(runner, db_url, session_for, empty, "empty")
+
+
+def test_text_file_named_mp4(runner, db_url, session_for, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    assert_fails(runner, db_url, session_for, fake, "notes.mp4")
+
+
+def test_truncated_video(runner, db_url, session_for, composition_video, tmp_path) -> None:
+    cut = make_truncated_copy(composition_video, tmp_path / "cut.mp4", 0.6)
+    assert_fails(runner, db_url, session_for, cut, "cut.mp4")
+
+
+def test_image_too_small_for_the_detector(runner, db_url, session_for, tmp_path) -> None:
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (12, 12), (200, 180, 160)).save(tiny)
+    assert_fails(runner, db_url, session_for, tiny, "too small")
+
+
+def test_video_without_faces(runner, db_url, session_for, tmp_path) -> None:
+    blank = make_blank_video(tmp_path / "empty-corridor.mp4", seconds=3)
+    assert_fails(runner, db_url, session_for, blank, "no faces found")
+    with session_for() as session:  # the analysed frames are kept: nothing else is lost
+        assert len(session.scalars(select(FrameStat)).all()) == 15
+
+
+def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    render_composition(1, 2).save(folder / "a-good.jpg")
+    (folder / "b-bad.mp4").write_text("garbage")
+    (folder / ".hidden.mp4").write_text("ignored")
+
+    code, report = run_analyze(runner, db_url, str(folder))
+
+    assert code == 1
+    by_name = {job["input"]: job for job in report["jobs"]}
+    assert set(by_name) == {"a-good.jpg", "b-bad.mp4"}
+    assert (by_name["a-good.jpg"]["status"], by_name["a-good.jpg"]["masked"],
+            by_name["a-good.jpg"]["unmasked"]) == ("succeeded", 1, 2)
+    assert by_name["b-bad.mp4"]["status"] == "failed"
+    assert "b-bad.mp4" in by_name["b-bad.mp4"]["error"]
+    assert report["totals"]["faces"] == 3
+
+
+def test_hostile_file_name_is_analysed_as_a_file(runner, db_url, composition_video,
+                                                 tmp_path) -> None:
+    hostile = tmp_path / "-y; rm -rf ~ $(reboot)\n.mp4"
+    hostile.write_bytes(composition_video.read_bytes())
+    code, report = run_analyze(runner, db_url, str(hostile), "--sample-fps", "1")
+    assert code == 0, report
+    assert report["totals"]["faces"] == 20
