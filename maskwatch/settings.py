@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "worker" / "models" / "mask_cnn.pt"
@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     upload_dir: Path = Path("var/uploads")
     max_upload_bytes: int = 2 * 1024**3
 
+    # HTTP API (`maskwatch serve`) and its clients (`maskwatch submit`, `maskwatch jobs`).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_url: str = Field("http://127.0.0.1:8000", description="where the CLI clients send requests")
+    api_key: SecretStr | None = Field(None, description="key the CLI clients send; never logged")
+    max_classify_bytes: int = Field(
+        20 * 1024**2, description="largest image POST /v1/classify takes"
+    )
+
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:N]'")
     torch_threads: int = Field(0, description="0 leaves torch's default")
     checkpoint: Path = DEFAULT_CHECKPOINT
@@ -30,6 +39,25 @@ class Settings(BaseSettings):
     face_threshold: float = 0.9
     max_frame_side: int = 1280
 
+    # Distributed workers (`maskwatch worker`); see docs/deployment.md.
+    segment_seconds: float = Field(30.0, gt=0, description="length of the parts a job splits into")
+    task_time_limit_s: int = Field(1800, gt=0, description="soft time limit of one task")
+    visibility_timeout_s: int = Field(
+        3600, gt=0, description="Redis redelivers an unacknowledged task after this long"
+    )
+    stale_after_s: int = Field(
+        900, gt=0, description="a running segment silent this long may be taken over"
+    )
+    recovery_interval_s: float = Field(
+        60.0, gt=0, description="how often each worker looks for lost or stalled work"
+    )
+    segment_max_attempts: int = Field(
+        5, ge=1, description="starts of one segment before its job is failed"
+    )
+    segment_batch_frames: int = Field(
+        25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
+    )
+
     @field_validator("sample_fps")
     @classmethod
     def _positive_fps(cls, value: float) -> float:
@@ -37,12 +65,34 @@ class Settings(BaseSettings):
             raise ValueError("sample_fps must be in (0, 120]")
         return value
 
+    @field_validator("max_upload_bytes", "max_classify_bytes")
+    @classmethod
+    def _positive_size(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("upload limits must be at least 1 byte")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("api_url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _timeouts_nest(self) -> Settings:
+        # A task must end (hard limit = soft + 60 s) before Redis hands its message to another
+        # worker, or a slow but live segment would run twice at once.
+        if self.visibility_timeout_s <= self.task_time_limit_s + 60:
+            raise ValueError("visibility_timeout_s must exceed task_time_limit_s + 60")
+        return self
 
 
 @lru_cache

@@ -1,0 +1,1 @@
+"""MaskWatch HTTP API: submit footage, follow jobs, read compliance reports."""

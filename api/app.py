@@ -1,0 +1,104 @@
+"""The FastAPI application factory: settings in, a ready app out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+import maskwatch
+from api.deps import CancelJob, Enqueue, LazyModels, Services
+from api.routes import classify, health, jobs, reports
+from maskwatch.settings import Settings, get_settings
+from storage.db import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from storage.models import Job
+    from worker.pipeline.analyze import Models
+
+logger = logging.getLogger(__name__)
+
+
+def default_enqueue(job_id: str) -> None:
+    """Send the job to the Celery workers (imported on first use, so tests need no broker)."""
+    from worker.dispatch import enqueue_job
+
+    enqueue_job(job_id)
+
+
+def default_cancel(session: Session, job: Job) -> None:
+    """Cancel the job and its unfinished segments; workers stop at their next batch."""
+    from worker.dispatch import cancel_job
+
+    cancel_job(session, job)
+
+
+def _load_models(settings: Settings) -> Callable[[], Models]:
+    def load() -> Models:
+        from maskwatch.runtime import analysis_settings, models_for
+
+        return models_for(settings, analysis_settings(settings))
+
+    return load
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    enqueue: Enqueue | None = None,
+    cancel: CancelJob | None = None,
+    models: LazyModels | None = None,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: defaults to the process-wide settings (MASKWATCH_* variables).
+        session_factory: sessions on ``settings.database_url`` unless given (tests pass one
+            bound to a connection they roll back).
+        enqueue: hands committed job ids to the workers; ``worker.dispatch`` by default.
+        cancel: cancels a job in the database; ``worker.dispatch.cancel_job`` by default.
+        models: the lazily loaded classifier models for /v1/classify.
+    """
+    settings = settings or get_settings()
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if engine is not None:
+            engine.dispose()
+
+    app = FastAPI(
+        title="MaskWatch",
+        version=maskwatch.__version__,
+        summary="Face-mask compliance analytics for CCTV footage.",
+        lifespan=lifespan,
+    )
+    app.state.services = Services(
+        settings=settings,
+        session_factory=session_factory,
+        enqueue=enqueue or default_enqueue,
+        cancel=cancel or default_cancel,
+        models=models or LazyModels(_load_models(settings)),
+    )
+    for module in (health, jobs, reports, classify):
+        app.include_router(module.router)
+    app.add_exception_handler(Exception, _internal_error)
+    return app
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Unexpected errors: logged with their traceback, answered without internals."""
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+    )

@@ -1,0 +1,265 @@
+"""/v1/jobs: submit footage, follow a job, list jobs, cancel one, page through its frames."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from api.auth import Caller, CallerDep
+from api.deps import Services, SessionDep, services
+from api.errors import documented, media_error
+from api.params import MAX_NAME_CHARS, NAME_PATTERN, form_name, parse_instant, unprocessable
+from api.schemas import FrameOut, FramePage, JobOut, JobPage
+from api.uploads import Upload, UploadError, receive_upload
+from maskwatch.runtime import analysis_settings
+from storage.models import InputKind, Job, JobStatus
+from storage.repositories import cameras as camera_repo
+from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
+from worker.jobs import check_analysable
+from worker.pipeline.decode import MediaInfo, probe
+from worker.pipeline.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+MAX_JOBS_PAGE = 100
+MAX_FRAMES_PAGE = 1000
+MAX_OFFSET = 2**31 - 1
+FORM_FIELDS = frozenset({"camera", "site", "recorded_at"})
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+NOT_FOUND = "job not found"
+
+# The body is parsed by api.uploads (streamed to disk), so FastAPI cannot infer it: describe it.
+SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "camera"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a video or an image",
+                        },
+                        "camera": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
+                        "site": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_NAME_CHARS,
+                            "description": "required unless the key is limited to a site",
+                        },
+                        "recorded_at": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "wall-clock start of the footage, with a UTC offset",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@dataclass(frozen=True)
+class SubmitForm:
+    camera: str
+    site: str
+    recorded_at: datetime | None
+
+
+def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
+    """The job's camera, site and recording time; 403 for another site, 422 when invalid."""
+    unknown = sorted(set(fields) - FORM_FIELDS)
+    if unknown:
+        raise unprocessable(f"unknown form field(s): {', '.join(unknown)}")
+    camera = form_name(fields, "camera")
+    if camera is None:
+        raise unprocessable("form field 'camera' is required")
+    site = form_name(fields, "site")
+    if caller.site is not None:
+        if site is not None and site != caller.site:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"this key may only submit for site {caller.site!r}",
+            )
+        site = caller.site
+    elif site is None:
+        raise unprocessable("form field 'site' is required for a key not limited to one site")
+    raw_time = fields.get("recorded_at")
+    recorded_at = None if raw_time is None else parse_instant(raw_time, "recorded_at")
+    return SubmitForm(camera=camera, site=site, recorded_at=recorded_at)
+
+
+def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
+    """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable."""
+    try:
+        info = probe(upload.path)
+        check_analysable(info, analysis_settings(svc.settings))
+    except (InputError, TimeoutError) as exc:
+        raise media_error(exc, upload) from exc
+    return info
+
+
+def accept_job(session: Session, svc: Services, caller: Caller, upload: Upload) -> Job:
+    """Validate, probe, store and enqueue an uploaded file (runs in a worker thread).
+
+    Until the job row is committed, any failure deletes the file; the queue only hears of
+    the job after the commit, so a worker never looks for a row that is not there.
+    """
+    try:
+        form = parse_submit_form(upload.fields, caller)
+        info = probe_upload(upload, svc)
+        camera = camera_repo.get_or_create_camera(session, site=form.site, name=form.camera)
+        job = job_repo.create_job(
+            session,
+            camera=camera,
+            input_kind=InputKind(info.kind),
+            input_path=str(upload.path.resolve()),
+            input_name=upload.display_name,
+            settings=analysis_settings(svc.settings).to_dict(),
+            recorded_at=form.recorded_at,
+        )
+        session.commit()
+    except BaseException:
+        upload.discard()
+        raise
+    try:
+        svc.enqueue(job.id)
+    except Exception:
+        logger.exception("could not enqueue job %s", job.id)
+        job_repo.mark_failed(session, job, "could not be queued: the job queue is unavailable")
+        session.commit()
+        upload.discard()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="the job queue is unavailable; try again"
+        ) from None
+    logger.info(
+        "job %s queued: %s for %s/%s (%d bytes)",
+        job.id,
+        info.kind,
+        form.site,
+        form.camera,
+        upload.size,
+    )
+    return job
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobOut,
+    openapi_extra=SUBMIT_BODY,
+    responses=documented(401, 403, 413, 415, 422, 503),
+)
+async def submit_job(
+    request: Request, response: Response, caller: CallerDep, session: SessionDep
+) -> JobOut:
+    """Upload a video or image (multipart field `file`) from `camera` at `site` for analysis."""
+    svc = services(request)
+    try:
+        upload = await receive_upload(
+            request, upload_dir=svc.settings.upload_dir, max_bytes=svc.settings.max_upload_bytes
+        )
+    except UploadError as exc:
+        raise HTTPException(exc.status_code, detail=exc.detail) from exc
+    job = await run_in_threadpool(accept_job, session, svc, caller, upload)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobOut.of(job)
+
+
+def visible_job(session: Session, caller: Caller, job_id: str) -> Job:
+    """The job if it exists and the caller's key may see it; 404 alike otherwise."""
+    job = job_repo.get_job(session, job_id) if _JOB_ID.fullmatch(job_id) else None
+    if job is None or not caller.may_see(job.camera.site):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+    return job
+
+
+def job_out(session: Session, job: Job) -> JobOut:
+    succeeded = job.status is JobStatus.SUCCEEDED
+    return JobOut.of(job, report_repo.job_summary(session, job.id) if succeeded else None)
+
+
+@router.get("", response_model=JobPage, responses=documented(401, 422))
+def list_jobs(
+    caller: CallerDep,
+    session: SessionDep,
+    site: Annotated[str | None, Query(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)] = None,
+    camera: Annotated[str | None, Query(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE)] = 50,
+) -> JobPage:
+    """Jobs newest first; a key limited to a site sees only that site's jobs.
+
+    An empty ``site`` or ``camera`` (``?site=``) means no filter, as a blank form field would.
+    """
+    site, camera = site or None, camera or None
+    if caller.site is not None:
+        if site is not None and site != caller.site:
+            return JobPage(items=[], total=0)
+        site = caller.site
+    jobs, total = job_repo.list_jobs(
+        session, site=site, camera=camera, status=status_, offset=offset, limit=limit
+    )
+    return JobPage(items=[job_out(session, job) for job in jobs], total=total)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=documented(401, 404))
+def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobOut:
+    """A job's status, progress, timings, error and, once it succeeded, its totals."""
+    return job_out(session, visible_job(session, caller, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=documented(401, 404, 409),
+)
+def cancel_job(job_id: str, request: Request, caller: CallerDep, session: SessionDep) -> JobOut:
+    """Cancel a queued or running job; workers stop at their next batch. 409 once finished."""
+    job = visible_job(session, caller, job_id)
+    if job.status in FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job already {job.status.value}")
+    try:
+        services(request).cancel(session, job)
+    except job_repo.InvalidJobTransition:  # it finished while we looked
+        session.rollback()
+        session.refresh(job)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"job already {job.status.value}"
+        ) from None
+    session.commit()
+    logger.info("job %s cancelled by key %d", job.id, caller.key_id)
+    return job_out(session, job)
+
+
+@router.get("/{job_id}/frames", response_model=FramePage, responses=documented(401, 404))
+def list_frames(
+    job_id: str,
+    caller: CallerDep,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_FRAMES_PAGE)] = 100,
+) -> FramePage:
+    """The job's analysed frames in frame order, with their face counts."""
+    job = visible_job(session, caller, job_id)
+    frames, total = frame_repo.list_frames(session, job.id, offset=offset, limit=limit)
+    return FramePage(items=[FrameOut.model_validate(f) for f in frames], total=total)

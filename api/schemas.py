@@ -1,0 +1,164 @@
+"""Request and response bodies of the HTTP API (pydantic models, shown in /docs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from storage.models import InputKind, Job, JobStatus
+from storage.repositories.reports import Bucket, JobSummary
+
+
+def iso_utc(value: datetime) -> str:
+    """``2024-03-01T09:00:00Z``-style text (microseconds kept when present)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def ratio(masked: int, faces: int) -> float | None:
+    """masked / faces rounded to 4 places like the CLI report; None without faces."""
+    return round(masked / faces, 4) if faces else None
+
+
+UTCDateTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message (or, for 422 on parameters, FastAPI's list of problems)."""
+
+    detail: str | list[dict[str, object]]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Progress(_Out):
+    frames_done: int
+    frames_total: int | None = Field(description="sampled frames expected; None until known")
+
+
+class Summary(_Out):
+    """Totals over a succeeded job's frames; compliance_ratio = masked / faces."""
+
+    frames: int
+    frames_with_faces: int
+    faces: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+
+    @classmethod
+    def of(cls, summary: JobSummary) -> Summary:
+        return cls(
+            frames=summary.frames,
+            frames_with_faces=summary.frames_with_faces,
+            faces=summary.faces,
+            masked=summary.masked,
+            unmasked=summary.unmasked,
+            incorrect=summary.incorrect,
+            compliance_ratio=ratio(summary.masked, summary.faces),
+        )
+
+
+class JobOut(_Out):
+    """An analysis job as the API shows it."""
+
+    id: str
+    status: JobStatus
+    site: str
+    camera: str
+    input_name: str = Field(description="the uploaded file's name, for display only")
+    input_kind: InputKind
+    recorded_at: UTCDateTime = Field(description="wall-clock start of the footage")
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None
+    finished_at: UTCDateTime | None
+    progress: Progress
+    error: str | None = Field(description="why the job failed, when it did")
+    summary: Summary | None = Field(description="totals, once the job has succeeded")
+
+    @classmethod
+    def of(cls, job: Job, summary: JobSummary | None = None) -> JobOut:
+        return cls(
+            id=job.id,
+            status=job.status,
+            site=job.camera.site,
+            camera=job.camera.name,
+            input_name=job.input_name,
+            input_kind=job.input_kind,
+            recorded_at=job.recorded_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            progress=Progress(frames_done=job.frames_done, frames_total=job.frames_total),
+            error=job.error,
+            summary=None if summary is None else Summary.of(summary),
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int = Field(description="jobs matching the filters, over all pages")
+
+
+class FrameOut(_Out):
+    """Face counts of one analysed frame; timestamp_s is seconds from the footage start."""
+
+    frame_index: int
+    timestamp_s: float
+    faces: int
+    masked: int
+    unmasked: int
+    incorrect: int
+
+
+class FramePage(BaseModel):
+    items: list[FrameOut]
+    total: int = Field(description="frames the job has, over all pages")
+
+
+class BucketOut(_Out):
+    """Totals of the frames captured in [bucket_start, bucket_start + bucket)."""
+
+    bucket_start: UTCDateTime
+    faces: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+
+    @classmethod
+    def of(cls, bucket: Bucket) -> BucketOut:
+        return cls(
+            bucket_start=bucket.start,
+            faces=bucket.faces,
+            masked=bucket.masked,
+            unmasked=bucket.unmasked,
+            incorrect=bucket.incorrect,
+            compliance_ratio=ratio(bucket.masked, bucket.faces),
+        )
+
+
+class ReportOut(BaseModel):
+    bucket: Literal["minute", "hour", "day"]
+    items: list[BucketOut]
+
+
+class FaceOut(BaseModel):
+    """One face: box in the image's pixels (x1, y1, x2, y2), label and score."""
+
+    box: list[float] = Field(min_length=4, max_length=4)
+    label: str
+    score: float
+
+
+class ClassifyOut(BaseModel):
+    faces: list[FaceOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]

@@ -1,0 +1,218 @@
+"""`maskwatch serve`, `keys`, `submit` and `jobs`: the HTTP API and its command-line clients."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import typer
+
+from maskwatch.runtime import SetupError, open_database
+from maskwatch.settings import get_settings
+from storage.models import ApiKey
+from storage.repositories import api_keys as key_repo
+
+logger = logging.getLogger(__name__)
+
+FINISHED_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+UPLOAD_TIMEOUT_S = 600.0  # the server probes the file before it answers
+
+keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Analysis jobs on a MaskWatch API.", no_args_is_help=True)
+
+API_OPTION = typer.Option(None, "--api", help="API base URL (default: MASKWATCH_API_URL).")
+KEY_OPTION = typer.Option(None, "--key", help="API key (default: MASKWATCH_API_KEY).")
+DB_OPTION = typer.Option(None, "--db", help="Database URL (default: MASKWATCH_DATABASE_URL).")
+KEY_ID_ARGUMENT = typer.Argument(..., help="The key's id (printed by `keys create`).")
+FILE_ARGUMENT = typer.Argument(
+    ..., exists=True, dir_okay=False, readable=True, help="Video or image file."
+)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (default: MASKWATCH_API_HOST)."),
+    port: int = typer.Option(None, help="Port to listen on (default: MASKWATCH_API_PORT)."),
+) -> None:
+    """Run the HTTP API (uvicorn) on the configured database and job queue."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    try:
+        open_database(
+            settings.database_url, auto_upgrade=settings.database_url.startswith("sqlite")
+        )
+    except SetupError as exc:
+        _fail(str(exc), 2)
+    root = logging.getLogger()
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+        # Access lines show method, path and query only: keys travel in a header, never logged.
+        access_log=True,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="Who or what the key is for."),
+    site: str = typer.Option(None, "--site", help="Limit the key to this site's cameras and jobs."),
+    admin: bool = typer.Option(False, "--admin", help="An administrator key for every site."),
+    db: str = DB_OPTION,
+) -> None:
+    """Create an API key and print it once on stdout; only its hash is stored."""
+    if site is not None and admin:
+        _fail("--site and --admin exclude each other", 2)
+    if site is not None and not site.strip():
+        _fail("--site must not be empty", 2)
+    url = db or get_settings().database_url
+    try:
+        session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
+    except SetupError as exc:
+        _fail(str(exc), 2)
+    with session_factory() as session:
+        api_key, plaintext = key_repo.create_api_key(session, name=name, site=site, is_admin=admin)
+        session.commit()
+        scope = "admin, every site" if admin else (f"site {site}" if site else "every site")
+        typer.echo(f"created key {api_key.id} '{name}' ({scope}); it is shown only once", err=True)
+    typer.echo(plaintext)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: int = typer.Argument(..., help="The key's id."), db: str = DB_OPTION
+) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    url = db or get_settings().database_url
+    try:
+        session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
+    except SetupError as exc:
+        _fail(str(exc), 2)
+    with session_factory() as session:
+        api_key = session.get(ApiKey, key_id)
+        if api_key is None:
+            _fail(f"no key with id {key_id}")
+        key_repo.revoke_api_key(session, api_key)
+        session.commit()
+    typer.echo(f"revoked key {key_id}", err=True)
+
+
+def _client(api: str | None, key: str | None) -> Any:
+    import httpx
+
+    settings = get_settings()
+    secret = key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    if not secret:
+        _fail("no API key: pass --key or set MASKWATCH_API_KEY", 2)
+    return httpx.Client(
+        base_url=(api or settings.api_url).rstrip("/"),
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=httpx.Timeout(30.0, read=UPLOAD_TIMEOUT_S, write=UPLOAD_TIMEOUT_S),
+    )
+
+
+def _request(client: Any, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """The JSON body of a 2xx answer; otherwise the server's reason on stderr and exit 1."""
+    import httpx
+
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {client.base_url}: {exc}")
+    if response.is_success:
+        body: dict[str, Any] = response.json()
+        return body
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = response.text[:200]
+    _fail(f"{response.status_code} {response.reason_phrase}: {detail}")
+
+
+def _print(job: dict[str, Any]) -> None:
+    typer.echo(json.dumps(job, indent=2))
+
+
+def submit(
+    file: Path = FILE_ARGUMENT,
+    camera: str = typer.Option(..., "--camera", help="Camera the footage comes from."),
+    site: str = typer.Option(None, "--site", help="Site of the camera (a site key implies it)."),
+    recorded_at: str = typer.Option(
+        None, "--recorded-at", help="Wall-clock start of the footage, ISO 8601 with offset."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the job finishes."),
+    poll_s: float = typer.Option(2.0, "--poll", help="Seconds between status checks."),
+    api: str = API_OPTION,
+    key: str = KEY_OPTION,
+) -> None:
+    """Upload footage to the API for analysis; print the job as JSON.
+
+    Exit status: 0 when accepted (with --wait: when the job succeeded), 1 when the server
+    refused it or the job failed or was cancelled, 2 on a usage error such as a missing key.
+    """
+    form = {"camera": camera}
+    if site is not None:
+        form["site"] = site
+    if recorded_at is not None:
+        form["recorded_at"] = recorded_at
+    with _client(api, key) as client, file.open("rb") as stream:
+        job = _request(
+            client,
+            "POST",
+            "/v1/jobs",
+            data=form,
+            files={"file": (file.name, stream, "application/octet-stream")},
+        )
+        typer.echo(f"job {job['id']} {job['status']}", err=True)
+        if wait:
+            job = _wait(client, job, poll_s)
+    _print(job)
+    if wait and job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _wait(client: Any, job: dict[str, Any], poll_s: float) -> dict[str, Any]:
+    shown = None
+    while job["status"] not in FINISHED_STATUSES:
+        time.sleep(poll_s)
+        job = _request(client, "GET", f"/v1/jobs/{job['id']}")
+        progress = job["progress"]
+        line = f"{job['status']} {progress['frames_done']}/{progress['frames_total'] or '?'} frames"
+        if line != shown:
+            typer.echo(line, err=True)
+            shown = line
+    if job["error"]:
+        typer.echo(f"job {job['id']} {job['status']}: {job['error']}", err=True)
+    return job
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    api: str = API_OPTION,
+    key: str = KEY_OPTION,
+) -> None:
+    """Print a job (status, progress, timings, totals) as JSON."""
+    with _client(api, key) as client:
+        _print(_request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(submit)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(jobs_app, name="jobs")

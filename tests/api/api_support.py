@@ -1,0 +1,173 @@
+"""Helpers the API tests share: fakes, keys, frames, raw multipart bodies, files left."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import Job, JobStatus
+from storage.records import FaceRecord, FrameRecord
+from storage.repositories import jobs as job_repo
+from worker.pipeline.analyze import Models
+from worker.pipeline.types import MASK_LABELS, Detections, FaceLabels
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+POSTGRES_DATABASE = "maskwatch_api_test"
+NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
+BACKENDS = (
+    ["sqlite"]
+    if NO_POSTGRES
+    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+
+
+def postgres_database(name: str, *, recreate: bool = False) -> str:
+    """Create the PostgreSQL database ``name`` if missing (fails, not skips, when unreachable)."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            if recreate:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig}); "
+            "set MASKWATCH_TEST_NO_POSTGRES=1 to run without it"
+        )
+    finally:
+        admin.dispose()
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Keys:
+    admin: str
+    all_sites: str
+    north: str  # limited to site "north"
+    south: str  # limited to site "south"
+    revoked: str
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def frame(
+    index: int, timestamp_s: float, masked: int, unmasked: int, incorrect: int = 0
+) -> FrameRecord:
+    faces = [
+        FaceRecord(10, 10, 50, 50, label, 0.9, 0.95)
+        for label, count in (
+            ("with_mask", masked),
+            ("without_mask", unmasked),
+            ("incorrect_mask", incorrect),
+        )
+        for _ in range(count)
+    ]
+    return FrameRecord(
+        index, timestamp_s, masked + unmasked + incorrect, masked, unmasked, incorrect, faces
+    )
+
+
+def count_jobs(session: Session) -> int:
+    session.expire_all()
+    return int(session.scalar(select(func.count(Job.id))) or 0)
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def multipart_body(
+    fields: dict[str, str], filename: bytes | None, content: bytes, field_name: bytes = b"file"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body built byte by byte (for names no client library would send)."""
+    boundary = b"mwtestboundary7d1f"
+    body = bytearray()
+    for name, value in fields.items():
+        body += b"--%s\r\n" % boundary
+        body += b'Content-Disposition: form-data; name="%s"\r\n\r\n' % name.encode()
+        body += value.encode() + b"\r\n"
+    if filename is not None:
+        body += b"--%s\r\n" % boundary
+        body += b'Content-Disposition: form-data; name="%s"; filename="%s"\r\n' % (
+            field_name,
+            filename,
+        )
+        body += b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n"
+    body += b"--%s--\r\n" % boundary
+    return bytes(body), f"multipart/form-data; boundary={boundary.decode()}"
+
+
+@dataclass
+class Queue:
+    """Records enqueue_job calls instead of talking to a broker."""
+
+    session_factory: sessionmaker[Session]
+    enqueued: list[str] = field(default_factory=list)
+    status_at_enqueue: list[JobStatus | None] = field(default_factory=list)
+    fail: bool = False
+    on_enqueue: Callable[[str], None] | None = None
+
+    def enqueue(self, job_id: str) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        # What a worker would see: the job must already be committed and queued.
+        with self.session_factory() as session:
+            job = job_repo.get_job(session, job_id)
+            self.status_at_enqueue.append(None if job is None else job.status)
+        self.enqueued.append(job_id)
+        if self.on_enqueue is not None:
+            self.on_enqueue(job_id)
+
+
+class FakeDetector:
+    """One face box in the middle of every frame."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        out = []
+        for frame in frames:
+            h, w = frame.shape[:2]
+            out.append(
+                Detections(
+                    xyxy=np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32),
+                    confidence=np.array([0.99], np.float32),
+                    landmarks=np.zeros((1, 5, 2), np.float32),
+                )
+            )
+        return out
+
+
+class FakeClassifier:
+    """Every face: with_mask at 0.8."""
+
+    class_names: tuple[str, ...] = MASK_LABELS
+
+    def classify(self, frame: np.ndarray, xyxy: np.ndarray) -> FaceLabels:
+        probabilities = np.tile(np.array([[0.8, 0.15, 0.05]], np.float32), (len(xyxy), 1))
+        return FaceLabels(class_names=MASK_LABELS, probabilities=probabilities)
+
+
+@dataclass
+class ModelLoader:
+    loads: int = 0
+
+    def __call__(self) -> Models:
+        self.loads += 1
+        return Models(FakeDetector(), FakeClassifier(), torch.device("cpu"))

@@ -1,0 +1,241 @@
+"""API fixtures: the app on SQLite and PostgreSQL, each test inside a transaction rolled back."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from api.deps import LazyModels
+from maskwatch.settings import Settings
+from storage.db import make_engine, upgrade
+from storage.models import InputKind, Job, JobStatus
+from storage.records import FrameRecord
+from storage.repositories import api_keys as key_repo
+from storage.repositories import cameras as camera_repo
+from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from tests.api.api_support import (
+    BACKENDS,
+    POSTGRES_DATABASE,
+    Keys,
+    ModelLoader,
+    Queue,
+    postgres_database,
+)
+
+MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
+MAX_CLASSIFY_BYTES = 128 * 1024
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database migrated to head once per session, one per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('apidb') / 'maskwatch.sqlite3'}"
+    else:
+        url = postgres_database(POSTGRES_DATABASE)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """One connection whose outer transaction is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            yield connection
+        finally:
+            transaction.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> sessionmaker[Session]:
+    """Sessions on the test's connection: their commits become savepoints, rolled back later."""
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """The test's own session, for setting up rows and looking at what requests left."""
+    db_session = session_factory()
+    try:
+        yield db_session
+    finally:
+        db_session.close()
+
+
+@pytest.fixture
+def upload_dir(tmp_path: Path) -> Path:
+    # Two levels below tmp_path, so that a traversal to ../../x would land inside tmp_path.
+    return tmp_path / "srv" / "data" / "uploads"
+
+
+@pytest.fixture
+def settings(database_url: str, upload_dir: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        upload_dir=upload_dir,
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        max_classify_bytes=MAX_CLASSIFY_BYTES,
+        checkpoint=tmp_path / "no-such-checkpoint.pt",
+        broker_url="redis://127.0.0.1:1/0",  # never used: enqueue is a recorder here
+    )
+
+
+# ----------------------------------------------------------------------------- fakes
+
+
+@pytest.fixture
+def queue(session_factory: sessionmaker[Session]) -> Queue:
+    return Queue(session_factory)
+
+
+@pytest.fixture
+def model_loader() -> ModelLoader:
+    return ModelLoader()
+
+
+@pytest.fixture
+def app_factory(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    queue: Queue,
+    model_loader: ModelLoader,
+) -> Callable[..., Any]:
+    def build(**overrides: Any) -> Any:
+        app_settings = overrides.pop("settings", settings)
+        arguments: dict[str, Any] = {
+            "session_factory": session_factory,
+            "enqueue": queue.enqueue,
+            "models": LazyModels(model_loader),
+        } | overrides
+        return create_app(app_settings, **arguments)
+
+    return build
+
+
+@pytest.fixture
+def client(app_factory: Callable[..., Any]) -> Iterator[TestClient]:
+    with TestClient(app_factory(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+# ------------------------------------------------------------------------------ data
+
+
+@pytest.fixture
+def keys(session: Session) -> Keys:
+    _, admin = key_repo.create_api_key(session, "ops", is_admin=True)
+    _, all_sites = key_repo.create_api_key(session, "dashboard")
+    _, north = key_repo.create_api_key(session, "north-nvr", site="north")
+    _, south = key_repo.create_api_key(session, "south-nvr", site="south")
+    old, revoked = key_repo.create_api_key(session, "old", site="north")
+    key_repo.revoke_api_key(session, old)
+    session.commit()
+    return Keys(admin, all_sites, north, south, revoked)
+
+
+@pytest.fixture
+def make_job(session: Session) -> Callable[..., Job]:
+    """A committed job at ``site``/``camera`` in ``status``, with ``frames`` stored."""
+
+    def build(
+        site: str = "north",
+        camera: str = "gate",
+        status: JobStatus = JobStatus.QUEUED,
+        frames: list[FrameRecord] | None = None,
+        recorded_at: datetime = datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+        error: str = "boom",
+    ) -> Job:
+        cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
+        job = job_repo.create_job(
+            session,
+            camera=cam,
+            input_kind=InputKind.VIDEO,
+            input_path="/nonexistent/in.mp4",
+            input_name="entrance.mp4",
+            settings={"sample_fps": 5.0},
+            recorded_at=recorded_at,
+        )
+        if status is not JobStatus.QUEUED:
+            job_repo.mark_running(session, job, frames_total=len(frames or []))
+        if frames:
+            frame_repo.replace_frames(session, job, frames)
+            job_repo.add_progress(session, job.id, len(frames))
+        if status is JobStatus.SUCCEEDED:
+            job_repo.mark_succeeded(session, job)
+        elif status is JobStatus.FAILED:
+            job_repo.mark_failed(session, job, error)
+        elif status is JobStatus.CANCELLED:
+            job_repo.mark_cancelled(session, job)
+        session.commit()
+        return job
+
+    return build
+
+
+# ----------------------------------------------------------------------------- media
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def video_bytes(media_dir: Path) -> bytes:
+    """A 1 s, 160x120, 5 fps H.264 test pattern (about 10 kB)."""
+    path = media_dir / "pattern.mp4"
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=5:duration=1",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        str(path),
+    )
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def audio_bytes(media_dir: Path) -> bytes:
+    path = media_dir / "tone.wav"
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", str(path))
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def image_bytes(media_dir: Path) -> bytes:
+    """A 200x160 PNG."""
+    path = media_dir / "still.png"
+    gradient = np.linspace(0, 255, 200 * 160 * 3).astype(np.uint8).reshape(160, 200, 3)
+    Image.fromarray(gradient).save(path)
+    return path.read_bytes()
