@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from maskwatch.commands import analyze, classify, db, training
+from maskwatch.commands import analyze, classify, db, evaluation, service, training, worker
 
 app = typer.Typer(
     name="maskwatch",
@@ -25,7 +25,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
     )
 
 
-for commands in (analyze, classify, training, db):
+for commands in (analyze, classify, training, evaluation, db, service, worker):
     commands.register(app)
 
 if __name__ == "__main__":

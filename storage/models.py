@@ -1,4 +1,4 @@
-"""ORM models: cameras, analysis jobs, per-frame statistics, face detections, API keys."""
+"""ORM models: cameras, analysis jobs and their segments, per-frame statistics, faces, API keys."""
 
 from __future__ import annotations
 
@@ -219,3 +219,53 @@ class ApiKey(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class SegmentStatus(enum.StrEnum):
+    """Lifecycle of one time range of a job processed by a distributed worker."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobSegment(Base):
+    """One time range [start_s, end_s) of a job's input, analysed by one task at a time."""
+
+    __tablename__ = "job_segments"
+    __table_args__ = (
+        UniqueConstraint("job_id", "segment_index"),
+        Index("ix_job_segments_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    # None: to the end of the input (the probed duration is only an estimate).
+    end_s: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[SegmentStatus] = mapped_column(
+        Enum(
+            SegmentStatus,
+            name="segment_status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=_enum_values,
+            validate_strings=True,
+        ),
+        default=SegmentStatus.PENDING,
+    )
+    # Times a task started on this segment (first run, retries and redeliveries).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The Celery task id of the current run: a redelivered message keeps it, a duplicate not.
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    # "<hostname>:<pid>" of the process running it, for operators.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Also the heartbeat: written at every stored batch of a running segment.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

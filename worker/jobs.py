@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (frames done, frames expected or None) after each stored batch."""
+
+BatchRecorder = Callable[[Session, int], None]
+"""Called with (session, frames stored by this run) inside each batch's transaction."""
 
 
 class NoFacesError(InputError):
@@ -59,11 +62,18 @@ def analyze_segment(
     segment: Segment = Segment(),
     on_progress: ProgressCallback | None = None,
     batch_frames: int = 25,
+    record_progress: BatchRecorder | None = None,
 ) -> SegmentOutcome:
     """Analyse one time range of a job's input, committing its frames batch by batch.
 
     Re-running a segment replaces its rows (``replace_frames``), so a retried or duplicated
     task never double-counts. Raises InputError for input that must not be retried.
+
+    Args:
+        on_progress: called after each batch is committed; an exception it raises stops
+            the analysis (and ffmpeg) and propagates.
+        record_progress: called inside each batch's transaction with the frames stored so
+            far by this run; when given, it replaces adding the batch to ``frames_done``.
     """
     settings = AnalysisSettings.from_dict(job.settings)
     info = probe(Path(job.input_path))
@@ -86,19 +96,26 @@ def analyze_segment(
         if not batch:
             return
         frame_repo.replace_frames(session, job, batch)
-        job_repo.add_progress(session, job.id, len(batch))
+        if record_progress is None:
+            job_repo.add_progress(session, job.id, len(batch))
+        else:
+            record_progress(session, done + len(batch))
         session.commit()
         done += len(batch)
         batch.clear()
         if on_progress is not None:
             on_progress(done, expected)
 
-    for record in analyze_frames(frames, models, box_scale):
-        batch.append(record)
-        faces += record.faces
-        if len(batch) >= batch_frames:
-            flush()
-    flush()
+    try:
+        for record in analyze_frames(frames, models, box_scale):
+            batch.append(record)
+            faces += record.faces
+            if len(batch) >= batch_frames:
+                flush()
+        flush()
+    finally:
+        if isinstance(frames, Generator):
+            frames.close()  # stops ffmpeg now, not when the traceback is freed, on an error
     return SegmentOutcome(frames=done, faces=faces)
 
 
@@ -152,4 +169,4 @@ def run_job(
 
 
 def is_finished(job: Job) -> bool:
-    return job.status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+    return job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -1,0 +1,229 @@
+"""Wall time of one job on 1 and on 2 `maskwatch worker` processes, end to end.
+
+Usage: python scripts/bench_scaling.py [--clip PATH] [--seconds 30] [--sample-fps 5]
+           [--segment-seconds 5] [--workers 1,2] [--json]
+
+Needs the local PostgreSQL and Redis (scripts/ensure-services.sh). It recreates the database
+``maskwatch_bench`` and flushes Redis database 6. Without --clip a 640x360 10 fps clip of
+``--seconds`` is generated from the committed test faces. Each worker runs one pool process
+with one torch thread. Also prints the database cost of storing one batch of frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from maskwatch.settings import Settings  # noqa: E402
+from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
+from storage.records import FaceRecord, FrameRecord  # noqa: E402
+from storage.repositories import frames as frame_repo  # noqa: E402
+from storage.repositories import jobs as job_repo  # noqa: E402
+from tests.distributed.dist_support import (  # noqa: E402
+    WorkerFleet,
+    create_job,
+    segment_rows,
+    wait_finished,
+)
+from worker.celery_app import create_app  # noqa: E402
+from worker.dispatch import enqueue_job  # noqa: E402
+
+logger = logging.getLogger("bench_scaling")
+
+ADMIN_URL = os.environ.get(
+    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DATABASE = "maskwatch_bench"
+BROKER_URL = "redis://127.0.0.1:6379/6"
+
+
+def fresh_database() -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+    finally:
+        admin.dispose()
+    url = make_url(ADMIN_URL).set(database=DATABASE).render_as_string(hide_password=False)
+    upgrade(url)
+    return url
+
+
+def generated_clip(out_dir: Path, seconds: int) -> Path:
+    from tests.fixtures.scenes import make_composition_video
+
+    pattern = [(1, 1), (2, 0), (0, 2), (2, 1), (1, 2)]
+    scenes = [pattern[i % len(pattern)] for i in range(seconds // 2)]
+    return make_composition_video(out_dir / f"bench-{seconds}s.mp4", scenes)
+
+
+def run_once(
+    workers: int, clip: Path, database_url: str, sample_fps: float, segment_s: float, logs: Path
+) -> dict[str, float]:
+    """Start ``workers`` workers, run one job, stop them; the job's timings in seconds."""
+    redis.Redis.from_url(BROKER_URL).flushdb()
+    fleet = WorkerFleet(
+        env={
+            "MASKWATCH_DATABASE_URL": database_url,
+            "MASKWATCH_BROKER_URL": BROKER_URL,
+            "MASKWATCH_TORCH_THREADS": "1",
+            "MASKWATCH_SEGMENT_SECONDS": str(segment_s),
+        },
+        log_dir=logs,
+    )
+    factory = make_session_factory(make_engine(database_url))
+    celery = create_app(Settings(broker_url=BROKER_URL, database_url=database_url))
+    try:
+        for index in range(workers):
+            fleet.start(f"bench{index}", wait=False)
+        for worker in fleet.workers:
+            worker.wait_ready()
+        pool = sorted(fleet.pool_pids())
+        cpu_before = sum(cpu_seconds(pid) for pid in pool)
+        load_before = os.getloadavg()[0]
+        job_id = create_job(factory, clip, sample_fps=sample_fps)
+        started = time.perf_counter()
+        enqueue_job(job_id, celery=celery)
+        job = wait_finished(factory, job_id, timeout_s=1800)
+        wall_s = time.perf_counter() - started
+        cpu_s = sum(cpu_seconds(pid) for pid in pool) - cpu_before
+        if job.status != "succeeded":
+            raise RuntimeError(f"job {job_id} {job.status}: {job.error}")
+        segments = segment_rows(factory, job_id)
+        assert job.started_at is not None and job.finished_at is not None
+        return {
+            "workers": workers,
+            "frames": job.frames_done,
+            "segments": len(segments),
+            "wall_s": round(wall_s, 2),
+            "db_started_to_finished_s": round(
+                (job.finished_at - job.started_at).total_seconds(), 2
+            ),
+            "frames_per_s": round(job.frames_done / wall_s, 2),
+            # CPU time of the pool processes (and their ffmpeg children, once reaped): what
+            # the job costs whatever else the machine runs.
+            "pool_cpu_s": round(cpu_s, 2),
+            "load_avg_1min_before": round(load_before, 2),
+            "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        }
+    finally:
+        fleet.stop_all()
+        celery.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 after the command name.
+    ticks = sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def batch_write_cost(
+    database_url: str, batches: int = 40, frames: int = 25, faces: int = 3
+) -> dict:
+    """Mean time to store (replace + commit) one batch of frames with their faces."""
+    factory = make_session_factory(make_engine(database_url))
+    from storage.models import InputKind
+    from storage.repositories import cameras as camera_repo
+
+    with factory() as session:
+        camera = camera_repo.get_or_create_camera(session, "bench", "db")
+        job = job_repo.create_job(
+            session,
+            camera=camera,
+            input_kind=InputKind.VIDEO,
+            input_path="/dev/null",
+            input_name="write-cost",
+            settings={},
+        )
+        session.commit()
+        face = FaceRecord(10, 10, 60, 70, "with_mask", 0.9, 0.99)
+        started = time.perf_counter()
+        for batch in range(batches):
+            records = [
+                FrameRecord(i, i / 5, faces, faces, 0, 0, [face] * faces)
+                for i in range(batch * frames, (batch + 1) * frames)
+            ]
+            frame_repo.replace_frames(session, job, records)
+            job_repo.add_progress(session, job.id, frames)
+            session.commit()
+        elapsed = time.perf_counter() - started
+    return {
+        "frames_per_batch": frames,
+        "faces_per_frame": faces,
+        "ms_per_batch": round(1000 * elapsed / batches, 2),
+        "us_per_frame": round(1e6 * elapsed / (batches * frames), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", type=Path)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--sample-fps", type=float, default=5.0)
+    parser.add_argument("--segment-seconds", type=float, default=5.0)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    tmp = Path(tempfile.mkdtemp(prefix="maskwatch-bench-scaling-"))
+    clip = args.clip or generated_clip(tmp, args.seconds)
+    database_url = fresh_database()
+    runs = []
+    for count in (int(n) for n in args.workers.split(",")):
+        logs = tmp / f"logs-{count}"
+        logs.mkdir()
+        logger.info("running one job on %d worker(s)...", count)
+        runs.append(
+            run_once(count, clip, database_url, args.sample_fps, args.segment_seconds, logs)
+        )
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "clip": {"path": str(clip), "seconds": args.seconds, "size": "640x360"},
+        "sample_fps": args.sample_fps,
+        "segment_seconds": args.segment_seconds,
+        "runs": runs,
+        "db_batch_write": batch_write_cost(database_url),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(
+        f"clip {clip.name}, sample_fps {args.sample_fps}, segments of {args.segment_seconds} s, "
+        f"{os.cpu_count()} CPUs"
+    )
+    base = runs[0]["wall_s"]
+    for run in runs:
+        print(
+            f"  {run['workers']} worker(s): {run['frames']} frames in {run['segments']} segments, "
+            f"wall {run['wall_s']:.1f} s ({run['frames_per_s']:.1f} frames/s), "
+            f"speed-up x{base / run['wall_s']:.2f}, pool CPU {run['pool_cpu_s']:.1f} s, "
+            f"load {run['load_avg_1min_before']:.1f}"
+        )
+    cost = result["db_batch_write"]
+    print(
+        f"  storing a batch of {cost['frames_per_batch']} frames x {cost['faces_per_frame']} "
+        f"faces: {cost['ms_per_batch']} ms ({cost['us_per_frame']} us per frame)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Fixtures for the distributed tests: real PostgreSQL, Redis and `maskwatch worker` processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maskwatch.settings import Settings
+from storage.db import make_engine, make_session_factory, upgrade
+from tests.distributed.dist_support import (
+    SCENES_16S,
+    SCENES_20S,
+    WORKER_ENV,
+    RedisServer,
+    WorkerFleet,
+)
+from tests.fixtures.scenes import make_composition_video
+from worker.celery_app import create_app
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+# A database number of its own, flushed at the start and end of the session.
+REDIS_URL = os.environ.get("MASKWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+
+
+def postgres_database(name: str) -> str:
+    """Create the PostgreSQL database ``name`` afresh, migrate it, and return its URL."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig})")
+    finally:
+        admin.dispose()
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def classifier_checkpoint() -> Path:
+    """The workers load the shipped checkpoint (or MASKWATCH_CHECKPOINT); fail loudly without."""
+    path = Settings().checkpoint
+    if not path.is_file():
+        pytest.fail(f"classifier checkpoint missing: {path} (or set MASKWATCH_CHECKPOINT)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Generated 640x360 10 fps clips with known faces, made once per session."""
+    folder = tmp_path_factory.mktemp("videos")
+    return {
+        "16s": make_composition_video(folder / "scene16.mp4", SCENES_16S),
+        "20s": make_composition_video(folder / "scene20.mp4", SCENES_20S),
+    }
+
+
+# ------------------------------------------------------- the shared cluster (Redis db 5)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return postgres_database("maskwatch_dist_test")
+
+
+@pytest.fixture(scope="session")
+def session_factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as error:
+        pytest.fail(f"Redis unreachable at {REDIS_URL} ({error}); run scripts/ensure-services.sh")
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def celery_client(broker_url: str, database_url: str) -> Celery:
+    """A Celery app that sends to the test broker, as the API's would."""
+    return create_app(Settings(broker_url=broker_url, database_url=database_url))
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    broker_url: str,
+    database_url: str,
+    classifier_checkpoint: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerFleet]:
+    """Two workers (concurrency 1, one torch thread each) shared by the session's tests."""
+    fleet = WorkerFleet(
+        env={
+            "MASKWATCH_DATABASE_URL": database_url,
+            "MASKWATCH_BROKER_URL": broker_url,
+            **WORKER_ENV,
+        },
+        log_dir=tmp_path_factory.mktemp("worker-logs"),
+    )
+    _FLEETS.append(fleet)
+    try:
+        fleet.start("w1", wait=False)
+        fleet.start("w2", wait=False)
+        for worker in fleet.workers:
+            worker.wait_ready()
+        yield fleet
+    finally:
+        fleet.stop_all()
+        _FLEETS.remove(fleet)
+
+
+# ------------------------------------------- a private Redis, for restart tests (own port)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port(), workdir=tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_database() -> str:
+    return postgres_database("maskwatch_dist_broker_test")
+
+
+@pytest.fixture
+def fleet_factory(
+    tmp_path: Path, classifier_checkpoint: Path
+) -> Iterator[Callable[..., WorkerFleet]]:
+    """Make fleets on a given broker and database; every worker is stopped after the test."""
+    made: list[WorkerFleet] = []
+
+    def make(broker: str, database: str, **extra_env: str) -> WorkerFleet:
+        fleet = WorkerFleet(
+            env={
+                "MASKWATCH_DATABASE_URL": database,
+                "MASKWATCH_BROKER_URL": broker,
+                **WORKER_ENV,
+                **extra_env,
+            },
+            log_dir=tmp_path / f"worker-logs-{len(made)}",
+        )
+        fleet.log_dir.mkdir(parents=True, exist_ok=True)
+        made.append(fleet)
+        _FLEETS.append(fleet)
+        return fleet
+
+    try:
+        yield make
+    finally:
+        for fleet in made:
+            fleet.stop_all()
+            _FLEETS.remove(fleet)
+
+
+# -------------------------------------------------------------- worker logs on failure
+
+_FLEETS: list[WorkerFleet] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _FLEETS:
+        logs = "\n".join(fleet.logs() for fleet in _FLEETS if fleet.workers)
+        report.sections.append(("worker logs", logs))
+    return report

@@ -1,0 +1,371 @@
+"""Helpers for the distributed tests: worker and Redis processes we own, jobs, polling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import FaceDetection, FrameStat, InputKind, Job, JobSegment, JobStatus
+from storage.repositories import cameras as camera_repo
+from storage.repositories import jobs as job_repo
+from worker.pipeline.analyze import AnalysisSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+WORKER_START_TIMEOUT_S = 90.0
+WORKER_STOP_TIMEOUT_S = 10.0
+
+# Small numbers keep the suite to a few minutes on two cores, with several segments per job
+# and several batches per segment.
+SAMPLE_FPS = 2.0
+SEGMENT_SECONDS = 4
+BATCH_FRAMES = 4
+WORKER_ENV = {
+    "MASKWATCH_TORCH_THREADS": "1",
+    "MASKWATCH_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
+    "MASKWATCH_SEGMENT_BATCH_FRAMES": str(BATCH_FRAMES),
+}
+# (masked, unmasked) faces per 2-second stretch of the generated clips.
+SCENES_16S = [(1, 1), (2, 0), (0, 2), (1, 2), (2, 1), (0, 1), (1, 0), (2, 2)]
+SCENES_20S = [*SCENES_16S, (1, 1), (0, 3)]
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            # Fields after the parenthesised command name: state, ppid, ...
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                children.append(int(entry.name))
+    return children
+
+
+@dataclass
+class WorkerHandle:
+    """One `maskwatch worker` process started by a test, with its log file."""
+
+    name: str
+    concurrency: int
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def pool_pids(self) -> list[int]:
+        """The worker's pool processes (the children that run tasks)."""
+        return [p for p in child_pids(self.pid) if _is_python(p)]
+
+    def wait_ready(self, timeout_s: float = WORKER_START_TIMEOUT_S) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"worker {self.name} exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
+                )
+            text = self.log()
+            models_loaded = len(re.findall(r"worker process \S+ ready", text))
+            return (
+                f"{self.name}@" in text
+                and " ready." in text
+                and (models_loaded >= self.concurrency)
+            )
+
+        wait_for(ready, timeout_s, f"worker {self.name} to be ready", interval_s=0.25)
+
+    def request_stop(self) -> None:
+        """Ask for a cold shutdown (SIGQUIT): running tasks are abandoned, not awaited."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGQUIT)
+
+    def stop(self, deadline: float | None = None) -> None:
+        """Stop the worker by ``deadline`` (monotonic), then SIGKILL its group, and reap it."""
+        self.request_stop()
+        if deadline is None:
+            deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        # The worker leads its own session (start_new_session): its group is its pool and
+        # their ffmpeg children, all started by this test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout=WORKER_STOP_TIMEOUT_S)
+
+
+def _is_python(pid: int) -> bool:
+    try:
+        return "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+@dataclass
+class WorkerFleet:
+    """Starts `maskwatch worker` processes with a test configuration; stops them all."""
+
+    env: Mapping[str, str]
+    log_dir: Path
+    workers: list[WorkerHandle] = field(default_factory=list)
+
+    def start(
+        self,
+        name: str,
+        concurrency: int = 1,
+        extra_env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> WorkerHandle:
+        log_path = self.log_dir / f"{name}-{len(self.workers)}.log"
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "maskwatch.cli",
+                    "worker",
+                    "--concurrency",
+                    str(concurrency),
+                    "--hostname",
+                    f"{name}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        handle = WorkerHandle(name, concurrency, log_path, proc)
+        self.workers.append(handle)
+        if wait:
+            handle.wait_ready()
+        return handle
+
+    def pool_pids(self) -> set[int]:
+        return {pid for worker in self.workers for pid in worker.pool_pids()}
+
+    def logs(self, tail_chars: int = 6000) -> str:
+        return "\n".join(
+            f"----- {w.name} (pid {w.pid}, {w.log_path}) -----\n{w.log()[-tail_chars:]}"
+            for w in self.workers
+        )
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.request_stop()
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+        for worker in self.workers:
+            worker.stop(deadline)
+        self.workers.clear()
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server configured like the shared one (no persistence at all)."""
+
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(self._pong, 15, f"redis-server on port {self.port}")
+
+    def _pong(self) -> bool:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, timeout=5
+        )
+        return result.stdout.strip() == "PONG"
+
+    def shutdown_nosave(self) -> None:
+        """`redis-cli shutdown nosave`: the server exits and every key is gone."""
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"],
+            capture_output=True,
+            timeout=10,
+        )
+        if self.proc is not None:
+            self.proc.wait(timeout=15)
+
+    def restart(self) -> None:
+        self.shutdown_nosave()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def create_job(
+    session_factory: sessionmaker[Session], path: Path, *, sample_fps: float, camera: str = "cam"
+) -> str:
+    """A queued video job on ``path`` (committed); returns its id."""
+    with session_factory() as session:
+        cam = camera_repo.get_or_create_camera(session, "dist-test", camera)
+        job = job_repo.create_job(
+            session,
+            camera=cam,
+            input_kind=InputKind.VIDEO,
+            input_path=str(path),
+            input_name=path.name,
+            settings=AnalysisSettings(sample_fps=sample_fps).to_dict(),
+        )
+        session.commit()
+        return job.id
+
+
+def get_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
+    with session_factory() as session:
+        job = job_repo.get_job(session, job_id)
+        assert job is not None
+        return job
+
+
+def wait_finished(
+    session_factory: sessionmaker[Session], job_id: str, timeout_s: float = 90.0
+) -> Job:
+    def finished() -> Job | None:
+        job = get_job(session_factory, job_id)
+        return job if job.status in FINAL_STATUSES else None
+
+    return wait_for(finished, timeout_s, f"job {job_id} to finish", interval_s=0.3)
+
+
+FrameRow = tuple[int, float, int, int, int, int]
+FaceRow = tuple[int, float, float, float, float, str, float, float]
+
+
+def frame_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FrameRow]:
+    """(frame_index, timestamp_s, faces, masked, unmasked, incorrect) in frame order."""
+    with session_factory() as session:
+        rows = session.execute(
+            select(
+                FrameStat.frame_index,
+                FrameStat.timestamp_s,
+                FrameStat.faces,
+                FrameStat.masked,
+                FrameStat.unmasked,
+                FrameStat.incorrect,
+            )
+            .where(FrameStat.job_id == job_id)
+            .order_by(FrameStat.frame_index)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def face_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FaceRow]:
+    """Every stored face of the job, ordered by frame and position."""
+    with session_factory() as session:
+        rows = session.execute(
+            select(
+                FaceDetection.frame_index,
+                FaceDetection.x1,
+                FaceDetection.y1,
+                FaceDetection.x2,
+                FaceDetection.y2,
+                FaceDetection.label,
+                FaceDetection.score,
+                FaceDetection.face_prob,
+            ).where(FaceDetection.job_id == job_id)
+        )
+        return sorted(tuple(row) for row in rows)  # type: ignore[misc]
+
+
+def segment_rows(session_factory: sessionmaker[Session], job_id: str) -> list[JobSegment]:
+    with session_factory() as session:
+        return list(
+            session.scalars(
+                select(JobSegment)
+                .where(JobSegment.job_id == job_id)
+                .order_by(JobSegment.segment_index)
+            )
+        )
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

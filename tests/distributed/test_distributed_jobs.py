@@ -1,0 +1,159 @@
+"""Jobs run by real `maskwatch worker` processes: same rows as in-process, bad input, cancel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maskwatch.settings import Settings
+from storage.models import FrameStat, JobStatus, SegmentStatus
+from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
+from tests.distributed.dist_support import (
+    BATCH_FRAMES,
+    SAMPLE_FPS,
+    SEGMENT_SECONDS,
+    WorkerFleet,
+    create_job,
+    face_rows,
+    frame_rows,
+    get_job,
+    segment_rows,
+    wait_finished,
+    wait_for,
+)
+from worker.dispatch import cancel_job, enqueue_job
+from worker.jobs import run_job
+from worker.pipeline.analyze import AnalysisSettings, load_models
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def test_two_workers_store_the_same_frames_as_the_in_process_run(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+) -> None:
+    video = videos["16s"]
+    distributed_id = create_job(session_factory, video, sample_fps=SAMPLE_FPS)
+    enqueue_job(distributed_id, celery=celery_client)
+
+    # The reference: the embedded path, whole file in this process (one torch thread too).
+    local_id = create_job(session_factory, video, sample_fps=SAMPLE_FPS)
+    models = load_models(
+        AnalysisSettings(sample_fps=SAMPLE_FPS), Settings().checkpoint, "cpu", threads=1
+    )
+    run_job(session_factory, local_id, models)
+
+    job = wait_finished(session_factory, distributed_id, timeout_s=90)
+    local = get_job(session_factory, local_id)
+    assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
+    assert local.status is JobStatus.SUCCEEDED
+
+    rows = frame_rows(session_factory, distributed_id)
+    assert rows == frame_rows(session_factory, local_id)
+    assert face_rows(session_factory, distributed_id) == face_rows(session_factory, local_id)
+    assert len(rows) == job.frames_total == job.frames_done == local.frames_total == 32
+    assert sum(row[2] for row in rows) > 0  # faces were found: the comparison means something
+    with session_factory() as session:
+        assert report_repo.job_summary(session, distributed_id) == report_repo.job_summary(
+            session, local_id
+        )
+
+    segments = segment_rows(session_factory, distributed_id)
+    assert SEGMENT_SECONDS == 4
+    assert [(s.start_s, s.end_s) for s in segments] == [(0, 4), (4, 8), (8, 12), (12, None)]
+    assert {s.status for s in segments} == {SegmentStatus.SUCCEEDED}
+    assert sum(s.frames_done for s in segments) == len(rows)
+    assert len({s.worker for s in segments}) >= 2, "both workers should have taken segments"
+
+
+def test_bad_input_fails_the_job_with_its_reason_and_the_worker_goes_on(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "lobby-notes.mp4"
+    bad.write_text("Opening hours: 8 to 18. This is not a video.\n")
+    bad_id = create_job(session_factory, bad, sample_fps=SAMPLE_FPS)
+    enqueue_job(bad_id, celery=celery_client)
+
+    job = wait_finished(session_factory, bad_id, timeout_s=30)
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None
+    assert job.error.startswith("lobby-notes.mp4: not a readable video")
+    assert str(tmp_path) not in job.error  # no server path in what users see
+    assert segment_rows(session_factory, bad_id) == []
+    # Bad input is never retried: one attempt, logged once, no retry scheduled.
+    logs = cluster.logs(tail_chars=1_000_000)
+    assert logs.count(f"job {bad_id} failed on its input") == 1
+    assert "Retry in" not in logs
+
+    good_id = create_job(session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(good_id, celery=celery_client)
+    good = wait_finished(session_factory, good_id, timeout_s=90)
+    assert (good.status, good.error) == (JobStatus.SUCCEEDED, None)
+    assert good.frames_done == good.frames_total == 32
+
+
+def _frame_count(session_factory: sessionmaker[Session], job_id: str) -> int:
+    with session_factory() as session:
+        query = select(func.count(FrameStat.id)).where(FrameStat.job_id == job_id)
+        return session.scalar(query) or 0
+
+
+def test_cancelled_job_stops_at_the_next_batch_and_stays_cancelled(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+) -> None:
+    # 20 s at 3 fps: 60 frames in 5 segments of 12, stored 4 at a time.
+    job_id = create_job(session_factory, videos["20s"], sample_fps=3.0)
+    enqueue_job(job_id, celery=celery_client)
+
+    def some_segment_has_stored_a_batch() -> bool:
+        return any(
+            s.status is SegmentStatus.RUNNING and s.frames_done >= BATCH_FRAMES
+            for s in segment_rows(session_factory, job_id)
+        )
+
+    wait_for(some_segment_has_stored_a_batch, 60, "a segment to store its first batch", 0.05)
+    with session_factory() as session:
+        job = job_repo.get_job(session, job_id)
+        assert job is not None
+        cancel_job(session, job)
+        session.commit()
+    stored_at_cancel = _frame_count(session_factory, job_id)
+
+    # Every segment's task reports how it ended: stopped mid-way, skipped, or done before.
+    def every_segment_reported() -> bool:
+        logs = cluster.logs(tail_chars=1_000_000)
+        return all(f"job {job_id} segment {i}" in logs for i in range(5))
+
+    wait_for(every_segment_reported, 60, "every segment task of the cancelled job to end")
+    stored = _frame_count(session_factory, job_id)
+    job = get_job(session_factory, job_id)
+    assert job.status is JobStatus.CANCELLED
+    assert job.finished_at is not None
+    assert job.frames_total == 60
+    assert stored < 60
+    # At most one more batch per task running at the time (two workers).
+    assert stored - stored_at_cancel <= 2 * BATCH_FRAMES
+    assert f"job {job_id} is cancelled" in cluster.logs(tail_chars=1_000_000)
+    segments = segment_rows(session_factory, job_id)
+    assert {s.status for s in segments} <= {SegmentStatus.CANCELLED, SegmentStatus.SUCCEEDED}
+    assert SegmentStatus.CANCELLED in {s.status for s in segments}
+
+    # Nothing writes to it or flips it back later.
+    time.sleep(2)
+    assert _frame_count(session_factory, job_id) == stored
+    assert get_job(session_factory, job_id).status is JobStatus.CANCELLED

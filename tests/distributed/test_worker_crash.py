@@ -1,0 +1,83 @@
+"""A worker process killed in the middle of a segment loses neither the job nor a frame."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import JobSegment, JobStatus, SegmentStatus
+from storage.repositories import reports as report_repo
+from tests.distributed.dist_support import (
+    BATCH_FRAMES,
+    WorkerFleet,
+    create_job,
+    face_rows,
+    frame_rows,
+    segment_rows,
+    wait_finished,
+    wait_for,
+)
+from worker.dispatch import enqueue_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SAMPLE_FPS = 3.0  # 12 frames per 4 s segment: three batches, so there is a middle to kill in
+SEGMENT_FRAMES = 12
+
+
+def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactly(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+) -> None:
+    job_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(job_id, celery=celery_client)
+
+    def segment_half_done() -> JobSegment | None:
+        for segment in segment_rows(session_factory, job_id):
+            if (
+                segment.status is SegmentStatus.RUNNING
+                and BATCH_FRAMES <= segment.frames_done < SEGMENT_FRAMES
+            ):
+                return segment
+        return None
+
+    victim = wait_for(segment_half_done, 60, "a segment with a batch stored", interval_s=0.05)
+    assert victim.worker is not None
+    pid = int(victim.worker.rsplit(":", 1)[1])
+    assert pid in cluster.pool_pids(), "the segment's process must be one of our workers' pool"
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, f"pid {pid} to be reaped")
+
+    job = wait_finished(session_factory, job_id, timeout_s=90)
+    assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
+    rows = frame_rows(session_factory, job_id)
+    indices = [row[0] for row in rows]
+    assert len(indices) == len(set(indices)), "a frame was stored twice"
+    assert len(rows) == job.frames_total == job.frames_done == 60
+
+    after = {s.segment_index: s for s in segment_rows(session_factory, job_id)}
+    rerun = after[victim.segment_index]
+    assert rerun.status is SegmentStatus.SUCCEEDED
+    assert rerun.attempts == victim.attempts + 1  # redelivered once, same task id
+    assert rerun.task_id == victim.task_id
+    assert rerun.frames_done == SEGMENT_FRAMES
+    assert "exited with 'signal 9 (SIGKILL)'" in cluster.logs(tail_chars=1_000_000)
+
+    # The totals are those of an undisturbed run of the same file.
+    reference_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(reference_id, celery=celery_client)
+    reference = wait_finished(session_factory, reference_id, timeout_s=90)
+    assert reference.status is JobStatus.SUCCEEDED
+    assert rows == frame_rows(session_factory, reference_id)
+    assert face_rows(session_factory, job_id) == face_rows(session_factory, reference_id)
+    with session_factory() as session:
+        assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
+            session, reference_id
+        )

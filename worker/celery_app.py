@@ -1,0 +1,198 @@
+"""The Celery app of the distributed workers, and what each worker process keeps between tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, bootsteps, signals
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from maskwatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from worker.pipeline.analyze import AnalysisSettings, Models
+    from worker.pipeline.classify import MaskClassifier
+    from worker.pipeline.detect import DetectorConfig, FaceDetector
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = "analysis"
+HARD_LIMIT_GRACE_S = 60  # the hard time limit kills the process this long after the soft one
+MAX_DETECTORS_PER_PROCESS = 4  # MTCNNs kept for jobs with non-default detector settings
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply MaskWatch's broker, serialisation and reliability settings to ``app``."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        # Redis hands an unacknowledged message to another worker after this long, so it
+        # must exceed the longest task (see Settings' validator).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        task_default_queue=DEFAULT_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Outcomes live in the jobs table; nothing reads Celery results.
+        task_ignore_result=True,
+        # Tasks are idempotent: acknowledge after running, and hand the message back when
+        # the process running it dies, so a crash never loses a segment.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_time_limit_s,
+        task_time_limit=settings.task_time_limit_s + HARD_LIMIT_GRACE_S,
+        # A lost broker connection must not cancel analyses in progress: they write to the
+        # database, not to the broker, and finish (their acks are lost, the work is not).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=True,
+    )
+
+
+def create_app(settings: Settings) -> Celery:
+    """A configured app; workers and senders in one deployment must agree on the settings."""
+    celery = Celery("maskwatch", include=["worker.tasks"], set_as_current=False)
+    configure(celery, settings)
+    return celery
+
+
+app = create_app(get_settings())
+app.set_current()
+
+
+# Importing this module stays cheap (no torch, no connection): the API imports it to send.
+
+
+@dataclass
+class WorkerProcess:
+    """What one pool process keeps between tasks: the database and the models.
+
+    Made in each pool process after the fork (``worker_process_init``), never in the
+    parent: MTCNN built before a fork deadlocks the child, CUDA does not survive a fork, and
+    a pooled connection must never be shared by two processes.
+    """
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    classifier: MaskClassifier
+    device: Any  # torch.device; Any keeps torch out of this module's imports
+    default_config: DetectorConfig
+    detectors: dict[DetectorConfig, FaceDetector] = field(default_factory=dict)
+    name: str = ""
+
+    @classmethod
+    def start(cls, settings: Settings, concurrency: int) -> WorkerProcess:
+        """Open the database and load the models in this (already forked) process."""
+        from maskwatch.runtime import analysis_settings
+        from storage.db import make_engine, make_session_factory
+        from worker.pipeline.analyze import load_models
+
+        threads = settings.torch_threads or (1 if concurrency > 1 else 0)
+        if not settings.checkpoint.is_file():
+            raise RuntimeError(f"classifier checkpoint missing: {settings.checkpoint}")
+        defaults = analysis_settings(settings)
+        models = load_models(defaults, settings.checkpoint, settings.device, threads)
+        engine = make_engine(settings.database_url)
+        config = defaults.detector_config()
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            classifier=models.classifier,
+            device=models.device,
+            default_config=config,
+            detectors={config: models.detector},
+            name=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+    def models_for(self, analysis: AnalysisSettings) -> Models:
+        """The models for a job's settings; a detector for new settings is built once."""
+        from worker.pipeline.analyze import Models
+        from worker.pipeline.detect import MTCNNDetector
+
+        config = analysis.detector_config()
+        detector = self.detectors.get(config)
+        if detector is None:
+            if len(self.detectors) >= MAX_DETECTORS_PER_PROCESS:
+                for key in [k for k in self.detectors if k != self.default_config]:
+                    del self.detectors[key]
+            detector = self.detectors[config] = MTCNNDetector(config, self.device)
+        return Models(detector=detector, classifier=self.classifier, device=self.device)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+_process: WorkerProcess | None = None
+_process_lock = threading.Lock()
+
+
+def worker_process() -> WorkerProcess:
+    """This process's resources, made on first use outside a prefork pool (tests, solo)."""
+    global _process
+    with _process_lock:
+        if _process is None:
+            _process = WorkerProcess.start(get_settings(), _concurrency())
+        return _process
+
+
+def _concurrency() -> int:
+    return int(app.conf.worker_concurrency or 1)
+
+
+@signals.worker_process_init.connect
+def _start_worker_process(**_: Any) -> None:
+    global _process
+    _process = WorkerProcess.start(get_settings(), _concurrency())
+    logger.info("worker process %s ready", _process.name)
+
+
+@signals.worker_process_shutdown.connect
+def _stop_worker_process(**_: Any) -> None:
+    if _process is not None:
+        _process.close()
+
+
+class RecoveryStep(bootsteps.StartStopStep):
+    """Re-sends work the broker lost, from the worker's main process, at start and then
+    every ``recovery_interval_s`` (see ``worker.dispatch.recover``).
+
+    Runs on the worker's event-loop timer, not in a thread: the main process forks
+    replacement pool processes, and a fork must not happen while a thread holds a lock.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timers: list[Any] = []
+
+    def start(self, parent: Any) -> None:
+        interval = get_settings().recovery_interval_s
+        self._timers = [
+            parent.timer.call_after(1.0, self._run),
+            parent.timer.call_repeatedly(interval, self._run),
+        ]
+
+    def stop(self, parent: Any) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+
+    def _run(self) -> None:
+        from worker.dispatch import recover
+
+        try:
+            recover(get_settings())
+        except Exception:  # the broker or the database is down: try again next time
+            logger.warning("looking for lost work failed; will retry", exc_info=True)
+
+
+app.steps["worker"].add(RecoveryStep)
