@@ -58,8 +58,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["camera_id"], ["cameras.id"], name="fk_jobs_camera_id_cameras", ondelete="RESTRICT"
         ),
-        sa.CheckConstraint(_in("status", JOB_STATUSES), name="ck_jobs_job_status"),
-        sa.CheckConstraint(_in("input_kind", INPUT_KINDS), name="ck_jobs_input_kind"),
+        sa.CheckConstraint(_in("status", JOB_STATUSES), name=op.f("ck_jobs_job_status")),
+        sa.CheckConstraint(_in("input_kind", INPUT_KINDS), name=op.f("ck_jobs_input_kind")),
     )
     op.create_index("ix_jobs_status", "jobs", ["status"])
     op.create_index("ix_jobs_camera_id_created_at", "jobs", ["camera_id", "created_at"])
