@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.settings import Settings
 from storage.db import is_up_to_date, make_engine, make_session_factory, upgrade
-from worker.pipeline.analyze import AnalysisSettings, Models, load_models
+from worker.pipeline.config import AnalysisSettings
+
+if TYPE_CHECKING:
+    from worker.pipeline.analyze import Models
 
 logger = logging.getLogger(__name__)
+
 
 class SetupError(RuntimeError):
     """The installation or configuration is not ready (shown to the user as is)."""
@@ -40,6 +45,8 @@ def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettin
 
 
 def models_for(settings: Settings, analysis: AnalysisSettings) -> Models:
+    from worker.pipeline.analyze import load_models  # torch: only when models are needed
+
     if not settings.checkpoint.is_file():
         raise SetupError(f"classifier checkpoint missing: {settings.checkpoint}")
     return load_models(analysis, settings.checkpoint, settings.device, settings.torch_threads)
@@ -55,8 +62,11 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             inputs.extend(
-                sorted(p.resolve() for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith("."))
+                sorted(
+                    p.resolve()
+                    for p in path.iterdir()
+                    if p.is_file() and not p.name.startswith(".")
+                )
             )
         else:
             inputs.append(path.resolve() if path.exists() else path.absolute())

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from storage.records import FrameRecord
-from worker.jobs import check_analysable
-from worker.pipeline.analyze import AnalysisSettings, Models, analyze_frames
+from worker.pipeline.analyze import Models, analyze_frames
+from worker.pipeline.config import AnalysisSettings, check_analysable
 from worker.pipeline.decode import iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
 

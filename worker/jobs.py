@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,9 +15,12 @@ from storage.records import FrameRecord
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
-from worker.pipeline.analyze import AnalysisSettings, Models, analyze_frames
-from worker.pipeline.decode import MediaInfo, estimate_sample_count, iter_frames, output_size, probe
+from worker.pipeline.config import AnalysisSettings, check_analysable
+from worker.pipeline.decode import estimate_sample_count, iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from worker.pipeline.analyze import Models
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +49,6 @@ class SegmentOutcome:
     faces: int
 
 
-def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:
-    """Reject inputs the detector cannot work on, before any frame is decoded."""
-    width, height = output_size(info, settings.max_frame_side)
-    if min(width, height) * settings.upscale < settings.min_face_size:
-        raise InputError(
-            f"{info.path.name}: {info.width}x{info.height} px is too small to hold a face "
-            f"of the detector's minimum size ({settings.min_face_size} px)"
-        )
-
-
 def analyze_segment(
     session: Session,
     job: Job,
@@ -75,6 +69,8 @@ def analyze_segment(
         record_progress: called inside each batch's transaction with the frames stored so
             far by this run; when given, it replaces adding the batch to ``frames_done``.
     """
+    from worker.pipeline.analyze import analyze_frames  # torch, only where frames are analysed
+
     settings = AnalysisSettings.from_dict(job.settings)
     info = probe(Path(job.input_path))
     check_analysable(info, settings)
@@ -126,7 +122,9 @@ def finish_job(session: Session, job: Job) -> None:
         job_repo.mark_failed(session, job, f"{job.input_name}: no frame could be decoded")
     elif summary.faces == 0:
         job_repo.mark_failed(
-            session, job, f"{job.input_name}: no faces found in the {summary.frames} "
+            session,
+            job,
+            f"{job.input_name}: no faces found in the {summary.frames} "
             "frame(s) analysed; nothing to report",
         )
     else:
@@ -147,9 +145,7 @@ def run_job(
         try:
             settings = AnalysisSettings.from_dict(job.settings)
             info = probe(Path(job.input_path))
-            job_repo.mark_running(
-                session, job, estimate_sample_count(info, settings.sample_fps)
-            )
+            job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
             session.commit()
             analyze_segment(session, job, models, on_progress=on_progress)
             finish_job(session, job)

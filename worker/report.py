@@ -39,8 +39,9 @@ class Counts:
         return round(self.masked / self.faces, 4) if self.faces else None
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                         for f in fields(self)})
+        return Counts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "compliance_ratio": self.compliance_ratio}

@@ -24,7 +24,7 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
-from worker.jobs import check_analysable
+from worker.pipeline.config import check_analysable
 from worker.pipeline.decode import MediaInfo, probe
 from worker.pipeline.errors import InputError
 

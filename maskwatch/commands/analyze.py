@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from maskwatch.runtime import SetupError, analysis_settings, expand_inputs, models_for, open_database
+from maskwatch.runtime import (
+    SetupError,
+    analysis_settings,
+    expand_inputs,
+    models_for,
+    open_database,
+)
 from maskwatch.settings import get_settings
 from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
@@ -53,8 +59,9 @@ def analyze(
             job_repo.create_job(
                 session,
                 camera=cam,
-                input_kind=(InputKind.IMAGE if p.suffix.lower() in IMAGE_SUFFIXES
-                            else InputKind.VIDEO),
+                input_kind=(
+                    InputKind.IMAGE if p.suffix.lower() in IMAGE_SUFFIXES else InputKind.VIDEO
+                ),
                 input_path=str(p),
                 input_name=p.name,
                 settings=analysis.to_dict(),
@@ -70,8 +77,12 @@ def analyze(
         raise typer.Exit(2) from exc
 
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=as_json,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=as_json,
     ) as progress:
         for job_id, path in zip(job_ids, inputs, strict=True):
             task = progress.add_task(path.name[:40], total=None)
@@ -80,8 +91,11 @@ def analyze(
                 progress.update(task, completed=done, total=total)
 
             run_job(session_factory, job_id, models, on_progress=advance)
-            progress.update(task, total=progress.tasks[task].completed or 1,
-                            completed=progress.tasks[task].completed or 1)
+            progress.update(
+                task,
+                total=progress.tasks[task].completed or 1,
+                completed=progress.tasks[task].completed or 1,
+            )
 
     with session_factory() as session:
         jobs = [job_repo.get_job(session, job_id) for job_id in job_ids]

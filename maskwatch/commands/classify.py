@@ -13,7 +13,6 @@ from rich.table import Table
 from maskwatch.runtime import SetupError, analysis_settings, models_for
 from maskwatch.settings import get_settings
 from storage.records import FaceRecord
-from worker.images import classify_image, face_json
 from worker.pipeline.annotate import annotate
 from worker.pipeline.errors import InputError
 
@@ -33,6 +32,8 @@ def classify(
     min_face_size: int = typer.Option(None, help="Smallest face searched for, in pixels."),
 ) -> None:
     """Find every face in each image and say whether it wears a mask."""
+    from worker.images import classify_image, face_json  # torch: imported when used
+
     settings = get_settings()
     console = Console(stderr=as_json)
     analysis = analysis_settings(settings, min_face_size=min_face_size)
@@ -68,8 +69,15 @@ def classify(
 
 
 def _unscale(face: FaceRecord, scale: float) -> FaceRecord:
-    return FaceRecord(face.x1 / scale, face.y1 / scale, face.x2 / scale, face.y2 / scale,
-                      face.label, face.score, face.face_prob)
+    return FaceRecord(
+        face.x1 / scale,
+        face.y1 / scale,
+        face.x2 / scale,
+        face.y2 / scale,
+        face.label,
+        face.score,
+        face.face_prob,
+    )
 
 
 def _render(console: Console, path: Path, faces: list[FaceRecord]) -> None:

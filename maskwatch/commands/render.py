@@ -34,8 +34,14 @@ def render_job(console: Console, job: JobReport) -> None:
         for column in ("time", "frame", "faces", "masked", "unmasked", "incorrect"):
             table.add_column(column, justify="right")
         for m in job.worst_moments:
-            table.add_row(_clock(m.timestamp_s), str(m.frame_index), str(m.faces),
-                          str(m.masked), str(m.unmasked), str(m.incorrect))
+            table.add_row(
+                _clock(m.timestamp_s),
+                str(m.frame_index),
+                str(m.faces),
+                str(m.masked),
+                str(m.unmasked),
+                str(m.incorrect),
+            )
         console.print(table)
 
 

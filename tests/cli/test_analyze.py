@@ -39,13 +39,20 @@ def test_counts_per_second_reach_the_database_and_report(
     masked = sum(m for m, _ in expected)
     unmasked = sum(u for _, u in expected)
     assert report["totals"] == {
-        "frames": 8, "frames_with_faces": 8, "faces": masked + unmasked, "masked": masked,
-        "unmasked": unmasked, "incorrect": 0,
+        "frames": 8,
+        "frames_with_faces": 8,
+        "faces": masked + unmasked,
+        "masked": masked,
+        "unmasked": unmasked,
+        "incorrect": 0,
         "compliance_ratio": round(masked / (masked + unmasked), 4),
     }
     job = report["jobs"][0]
-    assert (job["status"], job["camera"], job["input"]) == ("succeeded", "gate-3",
-                                                           "composition.mp4")
+    assert (job["status"], job["camera"], job["input"]) == (
+        "succeeded",
+        "gate-3",
+        "composition.mp4",
+    )
     # The worst moment is the one with two unmasked faces and none masked (seconds 2-3).
     assert job["worst_moments"][0]["unmasked"] == 2
     assert job["worst_moments"][0]["timestamp_s"] in (2.0, 3.0)
@@ -63,8 +70,9 @@ def test_counts_per_second_reach_the_database_and_report(
 def test_human_report_names_the_numbers(
     runner: CliRunner, db_url: str, composition_video: Path
 ) -> None:
-    result = runner.invoke(app, ["analyze", str(composition_video), "--sample-fps", "1",
-                                 "--db", db_url])
+    result = runner.invoke(
+        app, ["analyze", str(composition_video), "--sample-fps", "1", "--db", db_url]
+    )
     assert result.exit_code == 0, result.output
     assert "faces 20" in result.output
     assert "compliance" in result.output and "60.0%" in result.output
@@ -131,15 +139,19 @@ def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -
     assert code == 1
     by_name = {job["input"]: job for job in report["jobs"]}
     assert set(by_name) == {"a-good.jpg", "b-bad.mp4"}
-    assert (by_name["a-good.jpg"]["status"], by_name["a-good.jpg"]["masked"],
-            by_name["a-good.jpg"]["unmasked"]) == ("succeeded", 1, 2)
+    assert (
+        by_name["a-good.jpg"]["status"],
+        by_name["a-good.jpg"]["masked"],
+        by_name["a-good.jpg"]["unmasked"],
+    ) == ("succeeded", 1, 2)
     assert by_name["b-bad.mp4"]["status"] == "failed"
     assert "b-bad.mp4" in by_name["b-bad.mp4"]["error"]
     assert report["totals"]["faces"] == 3
 
 
-def test_hostile_file_name_is_analysed_as_a_file(runner, db_url, composition_video,
-                                                 tmp_path) -> None:
+def test_hostile_file_name_is_analysed_as_a_file(
+    runner, db_url, composition_video, tmp_path
+) -> None:
     hostile = tmp_path / "-y; rm -rf ~ $(reboot)\n.mp4"
     hostile.write_bytes(composition_video.read_bytes())
     code, report = run_analyze(runner, db_url, str(hostile), "--sample-fps", "1")

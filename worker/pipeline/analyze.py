@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from storage.records import FaceRecord, FrameRecord
 from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
+from worker.pipeline.config import AnalysisSettings
 from worker.pipeline.decode import Frame
-from worker.pipeline.detect import DetectorConfig, FaceDetector, MTCNNDetector
+from worker.pipeline.detect import FaceDetector, MTCNNDetector
 from worker.pipeline.device import configure_threads, resolve_device
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
@@ -24,38 +24,6 @@ from worker.pipeline.types import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Everything that changes an analysis' numbers; stored with each job."""
-
-    sample_fps: float = 5.0
-    max_frame_side: int = 1280
-    min_face_size: int = 20
-    detector_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.9
-    upscale: float = 1.0
-
-    def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(
-            min_face_size=self.min_face_size,
-            thresholds=self.detector_thresholds,
-            face_threshold=self.face_threshold,
-            upscale=self.upscale,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["detector_thresholds"] = list(self.detector_thresholds)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AnalysisSettings:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        if "detector_thresholds" in known:
-            known["detector_thresholds"] = tuple(known["detector_thresholds"])
-        return cls(**known)
 
 
 @dataclass
@@ -89,14 +57,21 @@ def frame_record(
     faces: list[FaceRecord] = []
     counts = {CLASS_WITH_MASK: 0, CLASS_WITHOUT_MASK: 0, CLASS_INCORRECT_MASK: 0}
     for box, face_prob, label, label_prob in zip(
-        detections.xyxy, detections.confidence, labels.labels, labels.label_confidence,
+        detections.xyxy,
+        detections.confidence,
+        labels.labels,
+        labels.label_confidence,
         strict=True,
     ):
         counts[label] += 1
         x1, y1, x2, y2 = (round(float(v) * box_scale, 1) for v in box)
         faces.append(
             FaceRecord(
-                x1=x1, y1=y1, x2=x2, y2=y2, label=label,
+                x1=x1,
+                y1=y1,
+                x2=x2,
+                y2=y2,
+                label=label,
                 score=round(float(face_prob) * float(label_prob), 4),
                 face_prob=round(float(face_prob), 4),
             )

@@ -62,8 +62,9 @@ def crop_faces(
     if boxes.shape[0] == 0:
         return torch.zeros((0, 3, preset.size, preset.size), device=image.device)
     rois = torch.cat([torch.zeros((boxes.shape[0], 1), device=image.device), boxes], dim=1)
-    return roi_align(image, rois, output_size=preset.size, spatial_scale=1.0,
-                     sampling_ratio=-1, aligned=True)
+    return roi_align(
+        image, rois, output_size=preset.size, spatial_scale=1.0, sampling_ratio=-1, aligned=True
+    )
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -84,14 +85,19 @@ class MaskCNN(nn.Module):
     def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _block(3, width), _block(width, width * 2), _block(width * 2, width * 4),
+            _block(3, width),
+            _block(width, width * 2),
+            _block(width * 2, width * 4),
             nn.Conv2d(width * 4, width * 8, 3, padding=1, bias=False),
             nn.BatchNorm2d(width * 8),
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * 8, 128), nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(width * 8, 128),
+            nn.ReLU(inplace=True),
             nn.Linear(128, num_classes),
         )
 
@@ -125,7 +131,9 @@ class Checkpoint:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Half precision halves the committed file; weights are cast back to float on load.
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        weights = {
+            k: (v.half() if v.is_floating_point() else v) for k, v in self.state_dict.items()
+        }
         torch.save(
             {
                 "format": 1,
@@ -155,8 +163,9 @@ class Checkpoint:
                 mean=tuple(preset["mean"]),
                 std=tuple(preset["std"]),
             ),
-            state_dict={k: (v.float() if v.is_floating_point() else v)
-                        for k, v in raw["state_dict"].items()},
+            state_dict={
+                k: (v.float() if v.is_floating_point() else v) for k, v in raw["state_dict"].items()
+            },
             arch_kwargs=dict(raw.get("arch_kwargs", {})),
             metrics=dict(raw.get("metrics", {})),
             training=dict(raw.get("training", {})),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from worker.pipeline.config import DetectorConfig
 from worker.pipeline.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -21,16 +21,6 @@ class FaceDetector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One Detections per frame; frames are (H, W, 3) uint8 RGB."""
         ...
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """MTCNN settings; see docs/model-card.md for how they were chosen."""
-
-    min_face_size: int = 20
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.9
-    upscale: float = 1.0
 
 
 class MTCNNDetector:
