@@ -1,0 +1,188 @@
+"""CLI commands to prepare crop data, train the mask classifier and evaluate checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``prepare-data``, ``train`` and ``evaluate`` to the ``maskwatch`` app."""
+    app.command("prepare-data")(prepare_data)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+
+
+class _ProgressObserver:
+    """Shows training phases as rich progress bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def begin(self, task: str, total: int) -> None:
+        self.tasks[task] = self.progress.add_task(task, total=total, info="")
+
+    def advance(self, task: str, info: str = "") -> None:
+        self.progress.update(self.tasks[task], advance=1, info=info)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+
+
+def prepare_data(
+    shared_dir: Annotated[Path, typer.Argument(help="Shared data folder (holds datasets/).")],
+    out: Annotated[Path, typer.Option("--out", help="Output: {train,val}/<class>/*.jpg.")],
+    val_fraction: Annotated[float, typer.Option(help="Share of faces for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the group split and box jitter.")] = 0,
+    sources: Annotated[str, typer.Option(help="Comma-separated sources to include.")] = (
+        "chandrikadeb7,prajnasb,kaggle"),
+    cache_dir: Annotated[Path, typer.Option(help="Detector output cache.")] = Path("var/cache"),
+    splits_dir: Annotated[Path | None, typer.Option(
+        help="Folder of kaggle_scenes_{train,val}.txt (default worker/training/splits).")] = None,
+    write_splits: Annotated[bool, typer.Option(
+        help="Recompute the kaggle scene split, overwriting the committed lists.")] = False,
+) -> None:
+    """Cut face crops from the shared datasets into group-aware train/val class folders."""
+    import torch
+
+    from worker.pipeline.detect import MTCNNDetector
+    from worker.training.prepare import DEFAULT_SPLITS_DIR, PrepareConfig, prepare
+
+    torch.set_num_threads(1)
+    config = PrepareConfig(val_fraction=val_fraction, seed=seed)
+    with _progress() as progress:
+        task = progress.add_task("faces", total=None, info="")
+        manifest = prepare(
+            shared_dir, out, config,
+            make_detector=lambda c: MTCNNDetector(c, torch.device("cpu")),
+            sources=[s.strip() for s in sources.split(",") if s.strip()],
+            cache_dir=cache_dir, splits_dir=splits_dir or DEFAULT_SPLITS_DIR,
+            write_splits=write_splits, on_item=lambda: progress.advance(task))
+    table = Table(title=f"crops in {out}")
+    for column in ("source", "class", "train", "val", "skipped"):
+        table.add_column(column, justify="left" if column in ("source", "class") else "right")
+    for source, classes in manifest["counts"].items():
+        for class_name, splits in classes.items():
+            skipped = manifest["skipped"].get(source, {}).get(class_name, {})
+            table.add_row(source, class_name, str(splits.get("train", 0)),
+                          str(splits.get("val", 0)),
+                          ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    console.print(table)
+    console.print(f"manifest: {out / 'manifest.json'}")
+
+
+def train(
+    data_dirs: Annotated[list[Path], typer.Argument(help="Folders with class subfolders.")],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint file to write.")],
+    epochs: Annotated[int, typer.Option()] = 12,
+    arch: Annotated[str, typer.Option(help="mask_cnn or mobilenet_v3_small.")] = "mask_cnn",
+    size: Annotated[int, typer.Option(help="Network input side in pixels.")] = 48,
+    width: Annotated[int, typer.Option(help="mask_cnn channel width.")] = 16,
+    val_dir: Annotated[list[Path] | None, typer.Option(
+        "--val-dir", help="Validation folder with class subfolders (repeatable).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    workers: Annotated[int, typer.Option(help="DataLoader augmentation processes.")] = 1,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle).")] = 3e-3,
+    balance_power: Annotated[float, typer.Option(
+        help="Class sampling weight count**-p: 1 balanced, 0 as found.")] = 0.75,
+    merge_incorrect: Annotated[bool, typer.Option(
+        help="Train incorrect_mask crops as without_mask (two-class model).")] = False,
+) -> None:
+    """Train the mask classifier on face-crop folders and save a checkpoint."""
+    from worker.training.train import TrainConfig
+    from worker.training.train import train as run_training
+
+    config = TrainConfig(arch=arch, size=size, width=width, epochs=epochs,
+                         batch_size=batch_size, lr=lr, balance_power=balance_power,
+                         merge_incorrect=merge_incorrect, seed=seed, threads=threads,
+                         workers=workers)
+    with _progress() as progress:
+        result = run_training(config, data_dirs, out, val_dir or [],
+                              _ProgressObserver(progress))
+    info = result.checkpoint.training
+    console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB): classes "
+                  f"{list(result.checkpoint.class_names)}, counts {info['counts']}, "
+                  f"{info['seconds']:.0f} s training")
+    if "val" in result.checkpoint.metrics:
+        _print_report(result.checkpoint.metrics["val"])
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint (.pt).")],
+    data_dirs: Annotated[list[Path], typer.Argument(help="Folders with class subfolders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    latency: Annotated[bool, typer.Option(help="Also time CPU ms per face (batch 1, 8).")] = False,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+) -> None:
+    """Score a checkpoint on face-crop class folders through the inference path."""
+    import torch
+
+    from worker.pipeline.classify import Checkpoint
+    from worker.training.evaluate import evaluate_checkpoint, measure_latency
+
+    torch.set_num_threads(threads)
+    loaded = Checkpoint.load(checkpoint)
+    report = evaluate_checkpoint(loaded, data_dirs)
+    report["checkpoint"] = checkpoint.name
+    if latency:
+        report["ms_per_face"] = measure_latency(loaded, threads=threads)
+        report["ms_per_face"]["threads"] = threads
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        _print_report(report)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    names = report["class_names"]
+    console.print(
+        f"[bold]{report['count']} crops[/]  accuracy {_pct(report['accuracy'])}%  "
+        f"balanced accuracy {_pct(report['balanced_accuracy'])}%  "
+        f"ECE ({report['ece_bins']} bins) {report['ece']:.3f}  "
+        f"compliance accuracy {_pct(report['compliance']['accuracy'])}%")
+    if report.get("label_mapping"):
+        console.print(f"folder classes scored as: {report['label_mapping']}")
+    per_class = Table(title="per class")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for name in names:
+        row = report["per_class"][name]
+        per_class.add_row(name, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]),
+                          str(row["support"]))
+    console.print(per_class)
+    matrix = Table(title="confusion matrix (rows true, columns predicted)")
+    matrix.add_column("true \\ predicted")
+    for name in names:
+        matrix.add_column(name, justify="right")
+    for name, row in zip(names, report["confusion_matrix"], strict=True):
+        matrix.add_row(name, *(str(v) for v in row))
+    console.print(matrix)
+    slices = Table(title="slices")
+    slices.add_column("slice", no_wrap=True)
+    for column in ("count", "acc.", "bal. acc.", *(f"recall {n}" for n in names)):
+        slices.add_column(column, justify="right")
+    for kind, parts in report["slices"].items():
+        for part, row in parts.items():
+            slices.add_row(f"{kind} {part}", str(row["count"]), _pct(row["accuracy"]),
+                           _pct(row["balanced_accuracy"]),
+                           *(f"{_pct(row['recall'][n])} ({row['support'][n]})" for n in names))
+    console.print(slices)
+    if "ms_per_face" in report:
+        console.print(f"CPU ms per face: {report['ms_per_face']}")

@@ -1,0 +1,1 @@
+"""Training data preparation, training and crop-level evaluation of the mask classifier."""
