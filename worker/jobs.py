@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import Job, JobStatus
+from storage.models import Job
 from storage.records import FrameRecord
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
@@ -29,10 +29,6 @@ ProgressCallback = Callable[[int, int | None], None]
 
 BatchRecorder = Callable[[Session, int], None]
 """Called with (session, frames stored by this run) inside each batch's transaction."""
-
-
-class NoFacesError(InputError):
-    """The footage was decoded and analysed, but no face was found in it."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +158,3 @@ def run_job(
             session.commit()
             raise
         return job
-
-
-def is_finished(job: Job) -> bool:
-    return job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
