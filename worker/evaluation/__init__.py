@@ -1,0 +1,1 @@
+"""Whole-pipeline accuracy evaluation on annotated scenes (Pascal VOC)."""

@@ -1,0 +1,282 @@
+"""Detection metrics: VOC matching, AP, operating points, face-size recall, compliance error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+# Scene faces are binned by the short side of their ground-truth box, in source pixels, on
+# the same edges as the classifier's crop-size slices.
+from worker.training.metrics import FACE_SIZE_BINS
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of xyxy boxes (N, 4) and (M, 4), continuous pixel coordinates (no +1)."""
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def short_side(xyxy: np.ndarray) -> np.ndarray:
+    """(N,) the shorter side of each box (N, 4)."""
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+
+
+def size_bin(sides: np.ndarray) -> np.ndarray:
+    """(N,) index into FACE_SIZE_BINS of each face's short side."""
+    edges = np.array([low for _, low, _ in FACE_SIZE_BINS[1:]])
+    return np.searchsorted(edges, np.asarray(sides, np.float64), side="right")
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The outcome of matching one image's predictions to its ground truth."""
+
+    true_positive: np.ndarray  # (N,) bool, per prediction in input order
+    ignored: np.ndarray  # (N,) bool: matched a difficult box, counts neither way
+    gt_matched: np.ndarray  # (M,) bool
+    matched_gt: np.ndarray  # (N,) int64: the box each true positive took, else -1
+
+
+def match_greedy(
+    pred_xyxy: np.ndarray,
+    pred_score: np.ndarray,
+    gt_xyxy: np.ndarray,
+    gt_ignore: np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+) -> Matches:
+    """Pascal VOC matching: predictions in descending score, each to its highest-IoU box.
+
+    A prediction whose best box has IoU >= ``iou_threshold`` is a true positive if that box is
+    still free, ignored if the box is difficult (``gt_ignore``), and a false positive if the
+    box was already taken (a duplicate; as in the VOC devkit it does not fall back to its
+    second-best box). Equal scores keep input order.
+    """
+    scores = np.asarray(pred_score, np.float64).reshape(-1)
+    gt_count = len(np.asarray(gt_xyxy).reshape(-1, 4))
+    ignore = np.zeros(gt_count, bool) if gt_ignore is None else np.asarray(gt_ignore, bool)
+    true_positive = np.zeros(len(scores), bool)
+    ignored = np.zeros(len(scores), bool)
+    gt_matched = np.zeros(gt_count, bool)
+    matched_gt = np.full(len(scores), -1, np.int64)
+    if gt_count == 0 or len(scores) == 0:
+        return Matches(true_positive, ignored, gt_matched, matched_gt)
+    iou = box_iou(pred_xyxy, gt_xyxy)
+    for index in np.argsort(-scores, kind="stable"):
+        best = int(np.argmax(iou[index]))
+        if iou[index, best] < iou_threshold:
+            continue
+        if ignore[best]:
+            ignored[index] = True
+        elif not gt_matched[best]:
+            gt_matched[best] = True
+            true_positive[index] = True
+            matched_gt[index] = best
+    return Matches(true_positive, ignored, gt_matched, matched_gt)
+
+
+def precision_recall_curve(
+    scores: np.ndarray, true_positive: np.ndarray, num_gt: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall (each (N,)) after each prediction in descending score order."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    hits = np.asarray(true_positive, bool)[order]
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, len(hits) + 1)
+    recall = tp / num_gt if num_gt else np.zeros(len(hits))
+    return precision, recall
+
+
+def voc_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    """VOC 2010+ all-point AP: area under the precision envelope, summed where recall rises."""
+    mrec = np.concatenate([[0.0], np.asarray(recall, np.float64), [1.0]])
+    mpre = np.concatenate([[0.0], np.asarray(precision, np.float64), [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    rises = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[rises + 1] - mrec[rises]) * mpre[rises + 1]))
+
+
+def coco_ap_101(precision: np.ndarray, recall: np.ndarray) -> float:
+    """COCO AP: the precision envelope sampled at recall 0, 0.01, ..., 1 and averaged."""
+    envelope = np.maximum.accumulate(np.asarray(precision, np.float64)[::-1])[::-1]
+    envelope = np.append(envelope, 0.0)  # recall levels never reached sample precision 0
+    index = np.searchsorted(np.asarray(recall, np.float64), np.linspace(0, 1, 101), side="left")
+    return float(envelope[index].mean())
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Precision, recall and F1 when keeping predictions scored >= ``threshold``."""
+
+    threshold: float | None  # None: every prediction kept (the pipeline's own output)
+    precision: float
+    recall: float
+    f1: float
+    predictions: int
+    true_positives: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def _point(
+    threshold: float | None, true_positives: int, predictions: int, num_gt: int
+) -> OperatingPoint:
+    precision = true_positives / predictions if predictions else 0.0
+    recall = true_positives / num_gt if num_gt else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return OperatingPoint(threshold, precision, recall, f1, predictions, true_positives)
+
+
+def operating_point(true_positive: np.ndarray, num_gt: int) -> OperatingPoint:
+    """Precision/recall of all predictions as given; 0 where undefined."""
+    hits = np.asarray(true_positive, bool)
+    return _point(None, int(hits.sum()), len(hits), num_gt)
+
+
+def best_f1(scores: np.ndarray, true_positive: np.ndarray, num_gt: int) -> OperatingPoint:
+    """The score threshold with the highest F1 (ties: the higher threshold).
+
+    Thresholds are the distinct prediction scores, so every point is reachable with
+    ``score >= threshold``; with no predictions or no ground truth there is no cut (None).
+    """
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if len(scores) == 0 or num_gt == 0:  # nothing to find, or nothing found: no cut helps
+        return _point(None, int(np.sum(true_positive)), len(scores), num_gt)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    tp = np.cumsum(np.asarray(true_positive, bool)[order])
+    # Only the last prediction of each run of equal scores is a reachable cut.
+    last_of_run = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    best: OperatingPoint | None = None
+    for end in np.flatnonzero(last_of_run):
+        point = _point(float(sorted_scores[end]), int(tp[end]), int(end) + 1, num_gt)
+        if best is None or point.f1 > best.f1:
+            best = point
+    assert best is not None
+    return best
+
+
+def compliance_ratio(masked: int, faces: int) -> float | None:
+    """Share of faces wearing a mask properly; None with no faces (as in worker/report.py)."""
+    return masked / faces if faces else None
+
+
+@dataclass(frozen=True)
+class ComplianceError:
+    """Per-scene compliance ratio error over scenes with ground-truth faces.
+
+    ``mae`` scores a scene where the pipeline found no face at the worst error any answer
+    could have had, max(r, 1 - r): an unanswered scene is never a free pass.
+    ``mae_detected`` is the mean over the scenes where the pipeline found faces only, and
+    ``bias_detected`` the mean of predicted - true there (< 0: compliance under-reported).
+    """
+
+    mae: float | None
+    mae_detected: float | None
+    bias_detected: float | None
+    scenes: int  # with ground-truth faces
+    scenes_missed: int  # of those, where the pipeline found no face
+    scenes_without_faces: int  # no ground-truth face: skipped
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def compliance_error(
+    truth: Sequence[float | None], predicted: Sequence[float | None]
+) -> ComplianceError:
+    """MAE of per-scene compliance ratios (None = no face in that scene)."""
+    errors: list[float] = []
+    signed: list[float] = []  # predicted - true, scenes with faces found
+    skipped = 0
+    for true_ratio, predicted_ratio in zip(truth, predicted, strict=True):
+        if true_ratio is None:
+            skipped += 1
+        elif predicted_ratio is None:
+            errors.append(max(true_ratio, 1.0 - true_ratio))
+        else:
+            signed.append(predicted_ratio - true_ratio)
+            errors.append(abs(signed[-1]))
+    detected = np.abs(signed)
+    return ComplianceError(
+        mae=float(np.mean(errors)) if errors else None,
+        mae_detected=float(np.mean(detected)) if signed else None,
+        bias_detected=float(np.mean(signed)) if signed else None,
+        scenes=len(errors),
+        scenes_missed=len(errors) - len(signed),
+        scenes_without_faces=skipped,
+    )
+
+
+def torchmetrics_ap50(
+    predictions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | Sequence[int]]],
+    targets: Sequence[tuple[np.ndarray, np.ndarray | Sequence[int]]],
+    num_classes: int,
+) -> dict[int, float | None]:
+    """Per-class AP at IoU 0.5 from torchmetrics (pycocotools backend): the cross-check.
+
+    This is COCO's AP, not VOC's: 101-point interpolated, each prediction matched to the
+    best still-free box, at most 100 predictions per image (the highest scored; torchmetrics
+    reports -1 for per-class AP with any other cap). Difficult boxes must be left out of
+    ``targets`` by the caller.
+
+    Args:
+        predictions: per image (xyxy (N, 4), scores (N,), class indices (N,)).
+        targets: per image (xyxy (M, 4), class indices (M,)).
+        num_classes: classes are 0..num_classes-1; absent classes map to None.
+    """
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(
+        box_format="xyxy",
+        iou_type="bbox",
+        iou_thresholds=[0.5],
+        class_metrics=True,
+        backend=_coco_backend(),
+    )
+
+    def boxes(xyxy: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(xyxy, np.float32).reshape(-1, 4))
+
+    def classes(values: np.ndarray | Sequence[int]) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values, np.int64).reshape(-1))
+
+    metric.update(
+        [
+            {
+                "boxes": boxes(b),
+                "scores": torch.as_tensor(np.asarray(s, np.float32).reshape(-1)),
+                "labels": classes(c),
+            }
+            for b, s, c in predictions
+        ],
+        [{"boxes": boxes(b), "labels": classes(c)} for b, c in targets],
+    )
+    result = metric.compute()
+    per_class: dict[int, float | None] = dict.fromkeys(range(num_classes))
+    observed = result["classes"].reshape(-1).tolist()
+    values = result["map_per_class"].reshape(-1).tolist()
+    for class_index, value in zip(observed, values, strict=True):
+        if 0 <= class_index < num_classes:
+            per_class[int(class_index)] = float(value) if value >= 0 else None
+    return per_class
+
+
+def _coco_backend() -> Literal["pycocotools", "faster_coco_eval"]:
+    try:
+        import faster_coco_eval  # noqa: F401
+    except ImportError:
+        return "pycocotools"
+    return "faster_coco_eval"
