@@ -39,6 +39,8 @@ def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettin
         "min_face_size": settings.min_face_size,
         "detector_thresholds": tuple(settings.detector_thresholds),
         "face_threshold": settings.face_threshold,
+        "upscale": settings.upscale,
+        "min_detect_side": settings.min_detect_side,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return AnalysisSettings(**values)  # type: ignore[arg-type]

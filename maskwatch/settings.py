@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     sample_fps: float = 5.0
     min_face_size: int = 20
     detector_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.9
+    face_threshold: float = 0.7
+    upscale: float = Field(1.0, ge=0.25, le=4.0)
+    min_detect_side: int = Field(600, ge=0, description="smaller frames are enlarged to this")
     max_frame_side: int = 1280
 
     # Distributed workers (`maskwatch worker`); see docs/deployment.md.

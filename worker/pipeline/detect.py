@@ -50,7 +50,7 @@ class MTCNNDetector:
 
     def _detect_one(self, frame: np.ndarray) -> Detections:
         height, width = frame.shape[:2]
-        scale = self.config.upscale
+        scale = self.config.scale_for(width, height)
         if scale != 1.0:
             frame = _resize(frame, scale)
         # MTCNN's image pyramid is empty for frames smaller than min_face_size (torch.cat crash).

@@ -1,0 +1,51 @@
+"""How much small frames are enlarged before detection, and which inputs are too small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.pipeline.config import AnalysisSettings, DetectorConfig, check_analysable
+from worker.pipeline.decode import MediaInfo
+from worker.pipeline.errors import InputError
+
+
+@pytest.mark.parametrize(
+    ("upscale", "min_detect_side", "size", "expected"),
+    [
+        (1.0, 600, (400, 300), 1.5),  # kaggle-sized scene: enlarged to 600 px
+        (1.0, 600, (200, 100), 2.0),  # capped at 2x
+        (1.0, 600, (1280, 720), 1.0),  # CCTV frame: left alone
+        (1.0, 600, (640, 360), 1.0),
+        (1.0, 0, (400, 300), 1.0),  # auto enlargement switched off
+        (3.0, 600, (400, 300), 3.0),  # an explicit factor wins
+        (0.5, 0, (1920, 1080), 0.5),  # explicit shrinking is allowed
+    ],
+)
+def test_scale_for(upscale, min_detect_side, size, expected) -> None:
+    config = DetectorConfig(upscale=upscale, min_detect_side=min_detect_side)
+    assert config.scale_for(*size) == pytest.approx(expected)
+
+
+def test_settings_round_trip_through_the_job_row() -> None:
+    settings = AnalysisSettings(sample_fps=2.0, detector_thresholds=(0.5, 0.6, 0.6))
+    assert AnalysisSettings.from_dict(settings.to_dict()) == settings
+    # Settings stored by an older release (fewer keys) still load, with today's defaults.
+    assert AnalysisSettings.from_dict({"sample_fps": 3.0}).sample_fps == 3.0
+
+
+def image(width: int, height: int) -> MediaInfo:
+    return MediaInfo(path=Path("/srv/x/cam.png"), kind="image", width=width, height=height,
+                     fps=None, duration_s=None, start_s=0.0, codec="png")
+
+
+@pytest.mark.parametrize(("width", "height", "ok"), [(12, 12, False), (19, 400, False),
+                                                     (20, 20, True), (640, 360, True)])
+def test_check_analysable(width: int, height: int, ok: bool) -> None:
+    settings = AnalysisSettings(min_face_size=20)
+    if ok:
+        check_analysable(image(width, height), settings)
+    else:
+        with pytest.raises(InputError, match=r"^cam\.png: .* too small"):
+            check_analysable(image(width, height), settings)
