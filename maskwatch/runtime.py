@@ -41,6 +41,7 @@ def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettin
         "face_threshold": settings.face_threshold,
         "upscale": settings.upscale,
         "min_detect_side": settings.min_detect_side,
+        "detector_weights": settings.detector_weights or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return AnalysisSettings(**values)  # type: ignore[arg-type]

@@ -35,8 +35,13 @@ class Settings(BaseSettings):
     checkpoint: Path = DEFAULT_CHECKPOINT
     sample_fps: float = 5.0
     min_face_size: int = 20
-    detector_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.7
+    detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
+    face_threshold: float = 0.9
+    detector_weights: str | None = Field(
+        "mtcnn_finetuned.pt",
+        description="fine-tuned RNet/ONet file (in worker/models/); "
+        "empty for MTCNN's stock weights",
+    )
     upscale: float = Field(1.0, ge=0.25, le=4.0)
     min_detect_side: int = Field(600, ge=0, description="smaller frames are enlarged to this")
     max_frame_side: int = 1280

@@ -20,12 +20,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from maskwatch.runtime import analysis_settings  # noqa: E402
 from maskwatch.settings import Settings  # noqa: E402
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.repositories import cameras, frames, jobs  # noqa: E402
 from storage.models import InputKind  # noqa: E402
+from storage.repositories import cameras, frames, jobs  # noqa: E402
 from worker.jobs import run_job  # noqa: E402
-from worker.pipeline.analyze import AnalysisSettings, frame_record, load_models  # noqa: E402
+from worker.pipeline.analyze import frame_record, load_models  # noqa: E402
 from worker.pipeline.decode import iter_frames, output_size, probe  # noqa: E402
 
 
@@ -34,7 +35,10 @@ def reference_clip(out_dir: Path) -> Path:
 
     segments = [(2, 1), (1, 2), (3, 0), (0, 0), (2, 2)] * 2
     return make_composition_video(
-        out_dir / "reference-720p.mp4", segments, seconds_per_segment=2, fps=25,
+        out_dir / "reference-720p.mp4",
+        segments,
+        seconds_per_segment=2,
+        fps=25,
         size=(1280, 720),
     )
 
@@ -49,16 +53,9 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    overrides = {"sample_fps": args.sample_fps}
-    if args.min_face_size:
-        overrides["min_face_size"] = args.min_face_size
-    analysis = AnalysisSettings(
-        max_frame_side=settings.max_frame_side,
-        min_face_size=settings.min_face_size,
-        detector_thresholds=tuple(settings.detector_thresholds),
-        face_threshold=settings.face_threshold,
+    analysis = analysis_settings(
+        settings, sample_fps=args.sample_fps, min_face_size=args.min_face_size
     )
-    analysis = AnalysisSettings.from_dict({**analysis.to_dict(), **overrides})
     tmp = Path(tempfile.mkdtemp(prefix="maskwatch-bench-"))
     clip = args.clip or reference_clip(tmp)
     info = probe(clip)
@@ -69,8 +66,9 @@ def main() -> None:
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    decoded = list(iter_frames(info, sample_fps=analysis.sample_fps,
-                               max_side=analysis.max_frame_side))
+    decoded = list(
+        iter_frames(info, sample_fps=analysis.sample_fps, max_side=analysis.max_frame_side)
+    )
     decode_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -78,9 +76,14 @@ def main() -> None:
     detect_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    labels = [models.classifier.classify(f.image, d.xyxy) for f, d in zip(decoded, detections)]
+    labels = [
+        models.classifier.classify(f.image, d.xyxy)
+        for f, d in zip(decoded, detections, strict=True)
+    ]
     classify_s = time.perf_counter() - t0
-    records = [frame_record(f, d, lab) for f, d, lab in zip(decoded, detections, labels)]
+    records = [
+        frame_record(f, d, lab) for f, d, lab in zip(decoded, detections, labels, strict=True)
+    ]
     face_count = sum(r.faces for r in records)
 
     url = f"sqlite:///{tmp / 'bench.sqlite3'}"
@@ -88,18 +91,28 @@ def main() -> None:
     session_factory = make_session_factory(make_engine(url))
     with session_factory() as session:
         cam = cameras.get_or_create_camera(session, site="bench", name="bench")
-        store_job = jobs.create_job(session, camera=cam, input_kind=InputKind.VIDEO,
-                                    input_path=str(clip), input_name=clip.name,
-                                    settings=analysis.to_dict())
+        store_job = jobs.create_job(
+            session,
+            camera=cam,
+            input_kind=InputKind.VIDEO,
+            input_path=str(clip),
+            input_name=clip.name,
+            settings=analysis.to_dict(),
+        )
         session.commit()
         t0 = time.perf_counter()
         for i in range(0, len(records), 25):
-            frames.replace_frames(session, store_job, records[i:i + 25])
+            frames.replace_frames(session, store_job, records[i : i + 25])
             session.commit()
         store_s = time.perf_counter() - t0
-        whole_job = jobs.create_job(session, camera=cam, input_kind=InputKind.VIDEO,
-                                    input_path=str(clip), input_name=clip.name,
-                                    settings=analysis.to_dict())
+        whole_job = jobs.create_job(
+            session,
+            camera=cam,
+            input_kind=InputKind.VIDEO,
+            input_path=str(clip),
+            input_name=clip.name,
+            settings=analysis.to_dict(),
+        )
         session.commit()
         whole_id = whole_job.id
     t0 = time.perf_counter()
@@ -110,7 +123,7 @@ def main() -> None:
     duration = info.duration_s or 0.0
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"device {models.device}, torch {torch.__version__}",
+        f"device {models.device}, torch {torch.__version__}",
         "clip": clip.name,
         "source": f"{info.width}x{info.height} @ {info.fps} fps, {duration:.1f} s",
         "analysed_size": f"{out_w}x{out_h}",

@@ -76,6 +76,12 @@ def evaluate_scenes(
         typer.Option(dir_okay=False, help="Classifier checkpoint (default: the configured one)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    detector_weights: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Fine-tuned MTCNN RNet/ONet weights (default: stock)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline on annotated scenes and score it at IoU 0.5 (VOC rules)."""
     settings = get_settings()
@@ -88,6 +94,7 @@ def evaluate_scenes(
         upscale=upscale,
         face_threshold=face_threshold,
         detector_thresholds=parse_thresholds(thresholds),
+        detector_weights=str(detector_weights) if detector_weights is not None else None,
     )
     scene_ids = read_split(split_file) if split_file is not None else None
     try:

@@ -139,11 +139,9 @@ def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -
     assert code == 1
     by_name = {job["input"]: job for job in report["jobs"]}
     assert set(by_name) == {"a-good.jpg", "b-bad.mp4"}
-    assert (
-        by_name["a-good.jpg"]["status"],
-        by_name["a-good.jpg"]["masked"],
-        by_name["a-good.jpg"]["unmasked"],
-    ) == ("succeeded", 1, 2)
+    # Labels are the classifier's business (test_counts_per_second... checks them); here the
+    # point is that the good file is analysed in full beside the bad one.
+    assert (by_name["a-good.jpg"]["status"], by_name["a-good.jpg"]["faces"]) == ("succeeded", 3)
     assert by_name["b-bad.mp4"]["status"] == "failed"
     assert "b-bad.mp4" in by_name["b-bad.mp4"]["error"]
     assert report["totals"]["faces"] == 3

@@ -9,6 +9,7 @@ from worker.pipeline.decode import MediaInfo, output_size
 from worker.pipeline.errors import InputError
 
 MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
+SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"  # RNet/ONet fine-tuned on masked faces
 
 
 @dataclass(frozen=True)
@@ -16,10 +17,13 @@ class DetectorConfig:
     """MTCNN settings; see docs/model-card.md for how they were chosen."""
 
     min_face_size: int = 20
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.7
+    thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
+    face_threshold: float = 0.9
     upscale: float = 1.0
     min_detect_side: int = 600
+    # Fine-tuned RNet/ONet state dicts (worker/training/detector.py), a file name under
+    # worker/models/ or a path; None: the wheel's stock weights.
+    detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS
 
     def scale_for(self, width: int, height: int) -> float:
         """How much to enlarge a frame before MTCNN.
@@ -40,10 +44,11 @@ class AnalysisSettings:
     sample_fps: float = 5.0
     max_frame_side: int = 1280
     min_face_size: int = 20
-    detector_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    face_threshold: float = 0.7
+    detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
+    face_threshold: float = 0.9
     upscale: float = 1.0
     min_detect_side: int = 600
+    detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS  # None: stock MTCNN weights
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(
@@ -52,6 +57,7 @@ class AnalysisSettings:
             face_threshold=self.face_threshold,
             upscale=self.upscale,
             min_detect_side=self.min_detect_side,
+            detector_weights=self.detector_weights,
         )
 
     def to_dict(self) -> dict[str, Any]:

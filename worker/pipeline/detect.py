@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +44,8 @@ class MTCNNDetector:
             select_largest=False,
             device=device,
         )
+        if config.detector_weights is not None:
+            load_detector_weights(self._mtcnn, config.detector_weights, device)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         # Batching gives MTCNN no gain on CPU and needs equal frame sizes: go frame by frame.
@@ -68,6 +71,28 @@ class MTCNNDetector:
         sized = (xyxy[:, 2] - xyxy[:, 0] >= 2) & (xyxy[:, 3] - xyxy[:, 1] >= 2)
         keep = (confidence >= self.config.face_threshold) & sized
         return Detections(xyxy[keep], confidence[keep], landmarks[keep])
+
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def resolve_weights(name: str) -> Path:
+    """A bare file name means one of the weights shipped in worker/models/."""
+    path = Path(name)
+    return path if path.is_absolute() or path.parent != Path(".") else MODELS_DIR / path
+
+
+def load_detector_weights(mtcnn: object, name: str, device: torch.device) -> None:
+    """Replace MTCNN's RNet/ONet (whichever the file holds) with fine-tuned state dicts."""
+    path = resolve_weights(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"detector weights not found: {path}")
+    state = torch.load(path, map_location=device, weights_only=True)
+    for name in ("rnet", "onet"):
+        if name in state:
+            getattr(mtcnn, name).load_state_dict(state[name])
+    loaded = ", ".join(k for k in ("rnet", "onet") if k in state)
+    logger.info("MTCNN weights from %s (%s)", path, loaded)
 
 
 def _resize(frame: np.ndarray, scale: float) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""Sample arithmetic of the MTCNN fine-tuning (worker/training/detector.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worker.training.detector import (
+    LABEL_NEG,
+    LABEL_PART,
+    LABEL_POS,
+    categorise,
+    crop_like_mtcnn,
+    iou,
+    jitter_boxes,
+    regression_target,
+    square,
+)
+
+
+def test_iou_known_values() -> None:
+    box = np.array([0.0, 0.0, 10.0, 10.0])
+    others = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 5, 5]], float)
+    assert iou(box, others) == pytest.approx([1.0, 50 / 150, 0.0, 0.25])
+
+
+def test_square_keeps_centre_and_takes_longer_side() -> None:
+    sq = square(np.array([[10.0, 0.0, 20.0, 30.0]]))[0]
+    assert sq == pytest.approx([0.0, 0.0, 30.0, 30.0])
+
+
+def test_categorise_thresholds() -> None:
+    gt = np.array([[0.0, 0.0, 100.0, 100.0]])
+    assert categorise(np.array([0.0, 0.0, 100.0, 100.0]), gt) == (LABEL_POS, 0)
+    assert categorise(np.array([30.0, 0.0, 130.0, 100.0]), gt)[0] == LABEL_PART  # IoU 0.54
+    assert categorise(np.array([60.0, 0.0, 160.0, 100.0]), gt)[0] == LABEL_NEG  # IoU 0.25
+    assert categorise(np.array([45.0, 0.0, 145.0, 100.0]), gt)[0] == -1  # IoU 0.38: unused
+    assert categorise(np.array([0.0, 0.0, 10.0, 10.0]), np.zeros((0, 4)))[0] == LABEL_NEG
+
+
+def test_regression_target_inverts_bbreg() -> None:
+    box = np.array([10.0, 20.0, 50.0, 60.0])
+    gt = np.array([12.0, 18.0, 47.0, 66.0])
+    t = regression_target(box, gt)
+    w = h = 41.0  # facenet-pytorch's bbreg uses side + 1
+    rebuilt = [box[0] + t[0] * w, box[1] + t[1] * h, box[2] + t[2] * w, box[3] + t[3] * h]
+    assert rebuilt == pytest.approx(gt, abs=1e-4)
+
+
+def test_jitter_boxes_are_squares_near_the_face() -> None:
+    rng = np.random.default_rng(0)
+    boxes = jitter_boxes(np.array([[0.0, 0.0, 40.0, 40.0]]), 50, rng)
+    assert np.allclose(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    assert (iou(np.array([0.0, 0.0, 40.0, 40.0]), boxes) > 0.2).all()
+
+
+def test_crop_matches_detect_face_indexing() -> None:
+    img = torch.arange(3 * 10 * 12, dtype=torch.float32).reshape(3, 10, 12)
+    crops, valid = crop_like_mtcnn(img, np.array([[2.7, 3.2, 6.9, 7.5], [-5, -5, 3, 3]]), 4)
+    assert valid.all() and crops.shape == (2, 3, 4, 4)
+    # x 2.7 -> 2, ex 6 ; y 3, ey 7: detect_face takes img[:, y-1:ey, x-1:ex]
+    expected = torch.nn.functional.interpolate(img[None, :, 2:7, 1:6], size=(4, 4), mode="area")
+    assert torch.allclose(crops[0], expected[0])
+    # A box over the border is clipped to the image, not padded.
+    clipped = torch.nn.functional.interpolate(img[None, :, 0:3, 0:3], size=(4, 4), mode="area")
+    assert torch.allclose(crops[1], clipped[0])
+
+
+def test_detector_weights_setting_round_trips_and_loads(tmp_path: Path) -> None:
+    from facenet_pytorch import MTCNN
+
+    from worker.pipeline.config import AnalysisSettings
+    from worker.pipeline.detect import load_detector_weights
+
+    settings = AnalysisSettings.from_dict({**AnalysisSettings().to_dict(), "detector_weights": "w"})
+    assert settings.detector_config().detector_weights == "w"
+    assert AnalysisSettings.from_dict({}).detector_config().detector_weights == "mtcnn_finetuned.pt"
+    stock = AnalysisSettings.from_dict({"detector_weights": None})
+    assert stock.detector_config().detector_weights is None
+
+    source = MTCNN(device="cpu")
+    torch.nn.init.zeros_(source.rnet.dense4.weight)
+    path = tmp_path / "w.pt"
+    torch.save({"rnet": source.rnet.state_dict(), "info": {}}, path)
+    target = MTCNN(device="cpu")
+    onet_before = target.onet.dense5.weight.clone()
+    load_detector_weights(target, str(path), torch.device("cpu"))
+    assert torch.count_nonzero(target.rnet.dense4.weight) == 0
+    assert torch.equal(target.onet.dense5.weight, onet_before)  # absent: stock kept
