@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command("prepare-data")(prepare_data)
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("train-detector")(train_detector)
 
 
 class _ProgressObserver:
@@ -85,7 +86,7 @@ def prepare_data(
 def train(
     data_dirs: Annotated[list[Path], typer.Argument(help="Folders with class subfolders.")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint file to write.")],
-    epochs: Annotated[int, typer.Option()] = 12,
+    epochs: Annotated[int, typer.Option()] = 30,
     arch: Annotated[str, typer.Option(help="mask_cnn or mobilenet_v3_small.")] = "mask_cnn",
     size: Annotated[int, typer.Option(help="Network input side in pixels.")] = 48,
     width: Annotated[int, typer.Option(help="mask_cnn channel width.")] = 16,
@@ -97,7 +98,13 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle).")] = 3e-3,
     balance_power: Annotated[float, typer.Option(
-        help="Class sampling weight count**-p: 1 balanced, 0 as found.")] = 0.75,
+        help="Sampling weight count(stratum)**-p: 1 balanced, 0 as found.")] = 0.5,
+    balance_by: Annotated[str, typer.Option(
+        help="Sampling strata: class, or source (each data dir's classes apart).")] = "source",
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
+    frame_edge: Annotated[float, typer.Option(
+        help="Share of training crops given black bands, as where a box leaves the frame.")] = 0.25,
     merge_incorrect: Annotated[bool, typer.Option(
         help="Train incorrect_mask crops as without_mask (two-class model).")] = False,
 ) -> None:
@@ -106,7 +113,9 @@ def train(
     from worker.training.train import train as run_training
 
     config = TrainConfig(arch=arch, size=size, width=width, epochs=epochs,
-                         batch_size=batch_size, lr=lr, balance_power=balance_power,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         balance_power=balance_power, balance_by=balance_by,
+                         label_smoothing=label_smoothing, frame_edge=frame_edge,
                          merge_incorrect=merge_incorrect, seed=seed, threads=threads,
                          workers=workers)
     with _progress() as progress:
@@ -186,3 +195,33 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(slices)
     if "ms_per_face" in report:
         console.print(f"CPU ms per face: {report['ms_per_face']}")
+
+
+def train_detector(
+    shared_dir: Annotated[Path, typer.Argument(help="Shared data folder (holds datasets/).")],
+    out: Annotated[Path, typer.Option("--out", help="Weights file: {rnet, onet, info}.")] = Path(
+        "worker/models/mtcnn_finetuned.pt"),
+    split_file: Annotated[Path | None, typer.Option(
+        help="Kaggle train scene ids (default worker/training/splits/kaggle_scenes_train.txt).")
+    ] = None,
+    epochs: Annotated[int, typer.Option()] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+) -> None:
+    """Fine-tune MTCNN's RNet and ONet on the kaggle train scenes (masked faces)."""
+    import torch
+
+    from worker.training.detector import DetectorTrainConfig
+    from worker.training.detector import train_detector as run
+    from worker.training.prepare import DEFAULT_SPLITS_DIR
+
+    torch.set_num_threads(threads)
+    config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed)
+    split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"
+    with _progress() as progress:
+        task = progress.add_task("scenes", total=None, info="")
+        info = run(shared_dir, out, config, split, log=console.print,
+                   on_scene=lambda: progress.advance(task))
+    console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB), {info['counts']}, "
+                  f"{info['seconds']:.0f} s")

@@ -9,6 +9,7 @@ import torch
 from worker.pipeline.classify import CropPreset, crop_faces
 from worker.pipeline.types import Detections
 from worker.training.crops import crop_to_input, cut_crop, face_size_px
+from worker.training.data import FrameEdge, sample_weights
 from worker.training.prepare import pick_face
 
 
@@ -68,3 +69,27 @@ def _detections(boxes: list[list[float]]) -> Detections:
 )
 def test_pick_face(boxes, index, reason):
     assert pick_face(_detections(boxes), comparable_ratio=0.5) == (index, reason)
+
+
+def test_sample_weights_by_class_and_by_source_stratum():
+    labels = torch.tensor([0, 0, 0, 1, 0, 1])
+    by_class = sample_weights(labels, 2, power=1.0)
+    np.testing.assert_allclose(by_class.numpy(), [1 / 4, 1 / 4, 1 / 4, 1 / 2, 1 / 4, 1 / 2])
+    groups = ["a", "a", "a", "a", "b", "b"]
+    by_source = sample_weights(labels, 2, power=1.0, groups=groups)
+    # strata (a, 0): 3, (a, 1): 1, (b, 0): 1, (b, 1): 1 -> each stratum drawn equally often
+    np.testing.assert_allclose(by_source.numpy(), [1 / 3, 1 / 3, 1 / 3, 1, 1, 1])
+    np.testing.assert_allclose(sample_weights(labels, 2, 0.0, groups).numpy(), np.ones(6))
+
+
+def test_frame_edge_blanks_bands_along_the_sides():
+    torch.manual_seed(0)
+    image = torch.full((3, 40, 40), 200, dtype=torch.uint8)
+    every_side = FrameEdge(max_band=0.25, side_p=1.0)
+    for _ in range(20):
+        out = every_side(image)
+        assert out.dtype == torch.uint8 and out.shape == image.shape
+        assert (out[:, 15:25, 15:25] == 200).all()  # the centre is never touched
+        assert ((out == 0) | (out == 200)).all()
+        assert (image == 200).all()  # the input is left alone
+    assert (FrameEdge(max_band=0.25, side_p=0.0)(image) == 200).all()

@@ -121,10 +121,23 @@ def class_counts(labels: torch.Tensor, num_classes: int) -> list[int]:
     return torch.bincount(labels, minlength=num_classes).tolist()
 
 
-def sample_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
-    """Per-sample draw weights: count(class) ** -power (1 = fully balanced, 0 = as found)."""
-    counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
-    return counts.pow(-power)[labels]
+def sample_weights(labels: torch.Tensor, num_classes: int, power: float,
+                   groups: Sequence[str] | None = None) -> torch.Tensor:
+    """Per-sample draw weights: count(stratum) ** -power (1 = fully balanced, 0 = as found).
+
+    A stratum is the class, or with ``groups`` (one name per sample, e.g. its data dir) the
+    pair (group, class), so that a small source's classes are drawn as often as a large one's.
+    """
+    if groups is None:
+        counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
+        return counts.pow(-power)[labels]
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} groups for {len(labels)} labels")
+    strata = list(zip(groups, labels.tolist(), strict=True))
+    sizes: dict[tuple[str, int], int] = {}
+    for stratum in strata:
+        sizes[stratum] = sizes.get(stratum, 0) + 1
+    return torch.tensor([float(sizes[s]) for s in strata], dtype=torch.float64).pow(-power)
 
 
 class LowResolution:
@@ -167,12 +180,46 @@ class SensorNoise:
         return noisy.round().clamp(0, 255).to(torch.uint8)
 
 
-def cctv_augmentation() -> v2.Compose:
+class FrameEdge:
+    """Black out a band along some sides: a face box that leaves the frame at inference.
+
+    ``crop_faces`` reads the outside of the frame as black, while training crops are filled by
+    reflection. Tight photos (uploads, most chandrikadeb7 pictures) thus reach the network with
+    black bands that it never saw. Each side is blanked with probability ``side_p``, by up to
+    ``max_band`` of the crop side.
+    """
+
+    def __init__(self, max_band: float, side_p: float = 0.5) -> None:
+        self.max_band = max_band
+        self.side_p = side_p
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        size = image.shape[-1]
+        out = image.clone()
+        for side in range(4):
+            if float(torch.rand(())) >= self.side_p:
+                continue
+            band = int(round(float(torch.empty(()).uniform_(0.0, self.max_band)) * size))
+            if band <= 0:
+                continue
+            if side == 0:
+                out[..., :band, :] = 0
+            elif side == 1:
+                out[..., -band:, :] = 0
+            elif side == 2:
+                out[..., :, :band] = 0
+            else:
+                out[..., :, -band:] = 0
+        return out
+
+
+def cctv_augmentation(frame_edge_p: float = 0.0) -> v2.Compose:
     """Random CCTV look for a (3, S, S) uint8 crop: geometry, resolution, light, codec, noise."""
     return v2.Compose([
         v2.RandomHorizontalFlip(),
         v2.RandomApply([v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.9, 1.12))],
                        p=0.7),
+        v2.RandomApply([FrameEdge(0.25)], p=frame_edge_p),
         v2.RandomApply([LowResolution((12, 32))], p=0.4),
         v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.3, hue=0.03)],
                        p=0.8),

@@ -37,11 +37,14 @@ class TrainConfig:
     arch: str = "mask_cnn"
     size: int = 48
     width: int = 16  # mask_cnn only
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
-    balance_power: float = 0.75  # sampling weight count**-p: 1 = balanced, 0 = as found
+    balance_power: float = 0.5  # sampling weight count**-p: 1 = balanced, 0 = as found
+    balance_by: str = "source"  # "class", or "source": count per (data dir, class) stratum
+    label_smoothing: float = 0.1
+    frame_edge: float = 0.25  # share of crops given black bands where a box leaves the frame
     merge_incorrect: bool = False  # train incorrect_mask crops as without_mask
     seed: int = 0
     threads: int = 1
@@ -102,12 +105,15 @@ def train(config: TrainConfig, data_dirs: Sequence[Path], out: Path,
     counts = counts_by_class(crops.labels, class_names)
     logger.info("training crops per class: %s", counts)
 
+    if config.balance_by not in ("class", "source"):
+        raise ValueError(f"balance_by must be 'class' or 'source', not {config.balance_by!r}")
+    groups = crops.folders if config.balance_by == "source" else None
     generator = torch.Generator().manual_seed(config.seed)
     sampler = WeightedRandomSampler(
-        sample_weights(crops.labels, len(class_names), config.balance_power).tolist(),
+        sample_weights(crops.labels, len(class_names), config.balance_power, groups).tolist(),
         num_samples=len(files), replacement=True, generator=generator)
     loader = DataLoader(
-        AugmentedCrops(crops.images, crops.labels, cctv_augmentation()),
+        AugmentedCrops(crops.images, crops.labels, cctv_augmentation(config.frame_edge)),
         batch_size=config.batch_size, sampler=sampler, drop_last=len(files) > config.batch_size,
         num_workers=config.workers, persistent_workers=config.workers > 0)
     model = build_model(config.arch, len(class_names), **config.arch_kwargs)
@@ -116,7 +122,7 @@ def train(config: TrainConfig, data_dirs: Sequence[Path], out: Path,
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(1, config.epochs * len(loader)),
         pct_start=0.2)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history = []
     observer.begin("train", config.epochs * len(loader))
     load_seconds = time.perf_counter() - started
