@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from storage.models import Job
 from storage.repositories import reports as report_repo
 
+MOMENT_GAP_S = 2.0
+
 
 @dataclass(frozen=True)
 class Moment:
@@ -105,11 +107,15 @@ def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
         unmasked=summary.unmasked,
         incorrect=summary.incorrect,
     )
-    moments = [
-        Moment(f.frame_index, f.timestamp_s, f.faces, f.masked, f.unmasked, f.incorrect)
-        for f in report_repo.worst_frames(session, job.id, limit=worst)
-        if f.unmasked + f.incorrect > 0
-    ]
+    moments: list[Moment] = []
+    # Neighbouring frames of one bad scene are alike: list moments at least MOMENT_GAP_S apart.
+    for f in report_repo.worst_frames(session, job.id, limit=worst * 50):
+        if len(moments) == worst or f.unmasked + f.incorrect == 0:
+            break
+        if all(abs(f.timestamp_s - m.timestamp_s) >= MOMENT_GAP_S for m in moments):
+            moments.append(
+                Moment(f.frame_index, f.timestamp_s, f.faces, f.masked, f.unmasked, f.incorrect)
+            )
     duration = None
     if job.started_at is not None and job.finished_at is not None:
         duration = round((job.finished_at - job.started_at).total_seconds(), 3)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from maskwatch.runtime import (
     SetupError,
@@ -87,14 +94,15 @@ def analyze(
         for job_id, path in zip(job_ids, inputs, strict=True):
             task = progress.add_task(path.name[:40], total=None)
 
-            def advance(done: int, total: int | None, task: int = task) -> None:
+            def advance(done: int, total: int | None, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
             run_job(session_factory, job_id, models, on_progress=advance)
+            finished = next(t for t in progress.tasks if t.id == task).completed or 1
             progress.update(
                 task,
-                total=progress.tasks[task].completed or 1,
-                completed=progress.tasks[task].completed or 1,
+                total=finished,
+                completed=finished,
             )
 
     with session_factory() as session:

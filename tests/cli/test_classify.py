@@ -48,7 +48,9 @@ def test_boxes_are_in_the_image_own_pixels_when_scaled(runner, tmp_path, monkeyp
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    small_box, big_box = (json.loads(line)["faces"][0]["box"] for line in result.stdout.splitlines())
+    small_box, big_box = (
+        json.loads(line)["faces"][0]["box"] for line in result.stdout.splitlines()
+    )
     for s, b in zip(small_box, big_box, strict=True):
         assert abs(2 * s - b) <= 6
 
