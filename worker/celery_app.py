@@ -90,15 +90,20 @@ class WorkerProcess:
     @classmethod
     def start(cls, settings: Settings, concurrency: int) -> WorkerProcess:
         """Open the database and load the models in this (already forked) process."""
+        from billiard.process import current_process
+
         from maskwatch.runtime import analysis_settings
         from storage.db import make_engine, make_session_factory
         from worker.pipeline.analyze import load_models
+        from worker.pipeline.device import device_for_process, visible_gpu_count
 
         threads = settings.torch_threads or (1 if concurrency > 1 else 0)
+        index = getattr(current_process(), "index", None) or 0
+        device = device_for_process(settings.device, visible_gpu_count(), index)
         if not settings.checkpoint.is_file():
             raise RuntimeError(f"classifier checkpoint missing: {settings.checkpoint}")
         defaults = analysis_settings(settings)
-        models = load_models(defaults, settings.checkpoint, settings.device, threads)
+        models = load_models(defaults, settings.checkpoint, device, threads)
         engine = make_engine(settings.database_url)
         config = defaults.detector_config()
         return cls(

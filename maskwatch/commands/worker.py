@@ -15,7 +15,7 @@ from storage.db import is_up_to_date
 def worker(
     queues: str = typer.Option("analysis", help="Comma-separated queues to consume."),
     concurrency: int = typer.Option(
-        0, min=0, help="Pool processes (0: one per CPU; use 1 per GPU on GPU machines)."
+        0, min=0, help="Pool processes (0: one per GPU when CUDA is present, else one per CPU)."
     ),
     loglevel: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     hostname: str = typer.Option(None, help="Celery node name, e.g. gpu0@%h (default: celery@%h)."),
@@ -34,8 +34,9 @@ def worker(
         raise typer.Exit(2) from exc
 
     from worker.celery_app import app
+    from worker.pipeline.device import visible_gpu_count
 
-    processes = concurrency or os.cpu_count() or 1
+    processes = concurrency or visible_gpu_count() or os.cpu_count() or 1
     # Pool processes read it in worker_process_init to pick one torch thread each.
     app.conf.worker_concurrency = processes
     argv = [

@@ -36,12 +36,21 @@ def test_settings_round_trip_through_the_job_row() -> None:
 
 
 def image(width: int, height: int) -> MediaInfo:
-    return MediaInfo(path=Path("/srv/x/cam.png"), kind="image", width=width, height=height,
-                     fps=None, duration_s=None, start_s=0.0, codec="png")
+    return MediaInfo(
+        path=Path("/srv/x/cam.png"),
+        kind="image",
+        width=width,
+        height=height,
+        fps=None,
+        duration_s=None,
+        start_s=0.0,
+        codec="png",
+    )
 
 
-@pytest.mark.parametrize(("width", "height", "ok"), [(12, 12, False), (19, 400, False),
-                                                     (20, 20, True), (640, 360, True)])
+@pytest.mark.parametrize(
+    ("width", "height", "ok"), [(12, 12, False), (19, 400, False), (20, 20, True), (640, 360, True)]
+)
 def test_check_analysable(width: int, height: int, ok: bool) -> None:
     settings = AnalysisSettings(min_face_size=20)
     if ok:
@@ -49,3 +58,20 @@ def test_check_analysable(width: int, height: int, ok: bool) -> None:
     else:
         with pytest.raises(InputError, match=r"^cam\.png: .* too small"):
             check_analysable(image(width, height), settings)
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpus", "index", "expected"),
+    [
+        ("auto", 0, 3, "auto"),  # no GPU: resolve_device picks the CPU
+        ("auto", 2, 0, "cuda:0"),
+        ("auto", 2, 1, "cuda:1"),
+        ("auto", 2, 2, "cuda:0"),  # more processes than GPUs: they share round-robin
+        ("cpu", 4, 1, "cpu"),  # an explicit device is kept
+        ("cuda:1", 4, 0, "cuda:1"),
+    ],
+)
+def test_device_for_worker_process(setting: str, gpus: int, index: int, expected: str) -> None:
+    from worker.pipeline.device import device_for_process
+
+    assert device_for_process(setting, gpus, index) == expected

@@ -24,3 +24,16 @@ def configure_threads(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
         logger.debug("torch threads set to %d", threads)
+
+
+def visible_gpu_count() -> int:
+    """GPUs torch can use; asks the driver without creating a CUDA context (safe before fork)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def device_for_process(setting: str, gpu_count: int, process_index: int) -> str:
+    """The device of one worker pool process: with ``auto`` and GPUs present, pool process i
+    takes GPU i (mod the GPU count), so one process per GPU spreads over all of them."""
+    if setting == "auto" and gpu_count > 0:
+        return f"cuda:{process_index % gpu_count}"
+    return setting
