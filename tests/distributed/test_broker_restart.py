@@ -93,8 +93,9 @@ def test_segments_lost_in_a_redis_restart_are_sent_again_to_running_workers(
     broker = redis.Redis.from_url(private_redis.url)
     waiting = broker.llen(DEFAULT_QUEUE)
     assert waiting >= 2, "segments should be waiting in the broker"
-    private_redis.restart()
-    assert broker.llen(DEFAULT_QUEUE) == 0
+    private_redis.restart()  # shutdown nosave, no persistence: the queued segments are gone
+    # (no llen == 0 check here: the worker's recovery may already have re-sent them; the log
+    # line asserted below is the proof that the loss was seen and repaired)
 
     job = wait_finished(private_session_factory, job_id, timeout_s=90)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
