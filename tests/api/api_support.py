@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import Job, JobStatus
 from storage.records import FaceRecord, FrameRecord
 from storage.repositories import jobs as job_repo
+from tests.db_support import BACKENDS, postgres_database  # noqa: F401 (re-exported to the api tests)
 from worker.pipeline.analyze import Models
 from worker.pipeline.types import MASK_LABELS, Detections, FaceLabels
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 POSTGRES_DATABASE = "maskwatch_api_test"
-NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
-BACKENDS = (
-    ["sqlite"]
-    if NO_POSTGRES
-    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-
-
-def postgres_database(name: str, *, recreate: bool = False) -> str:
-    """Create the PostgreSQL database ``name`` if missing (fails, not skips, when unreachable)."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            if recreate:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            exists = connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if not exists:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        pytest.fail(
-            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig}); "
-            "set MASKWATCH_TEST_NO_POSTGRES=1 to run without it"
-        )
-    finally:
-        admin.dispose()
-    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
+from tests.db_support import postgres_database as fresh_database
 from tests.distributed.dist_support import (
     SCENES_16S,
     SCENES_20S,
@@ -27,25 +25,13 @@ from tests.distributed.dist_support import (
 from tests.fixtures.scenes import make_composition_video
 from worker.celery_app import create_app
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 # A database number of its own, flushed at the start and end of the session.
 REDIS_URL = os.environ.get("MASKWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 
 def postgres_database(name: str) -> str:
     """Create the PostgreSQL database ``name`` afresh, migrate it, and return its URL."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        pytest.fail(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig})")
-    finally:
-        admin.dispose()
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = fresh_database(name, recreate=True)
     upgrade(url)
     return url
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,19 +21,11 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
+from tests.db_support import BACKENDS, NO_POSTGRES, postgres_database
 from worker import segments
 from worker.jobs import Segment, SegmentOutcome
 from worker.pipeline.errors import InputError
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
-BACKENDS = (
-    ["sqlite"]
-    if NO_POSTGRES
-    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
 NEVER_STALE = 3600.0
 
 
@@ -91,15 +80,7 @@ def test_settings_refuse_a_visibility_timeout_shorter_than_a_task() -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    name = "maskwatch_dist_unit_test"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = postgres_database("maskwatch_dist_unit_test", recreate=True)
     upgrade(url)
     return url
 

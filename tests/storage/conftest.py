@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from storage.db import make_engine, upgrade
@@ -25,44 +22,10 @@ from storage.repositories.jobs import (
     mark_running,
     mark_succeeded,
 )
+from tests.db_support import BACKENDS, postgres_database
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 POSTGRES_TEST_DATABASE = "maskwatch_test"
 POSTGRES_SCRATCH_DATABASE = "maskwatch_test_migrations"
-NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
-BACKENDS = (
-    ["sqlite"]
-    if NO_POSTGRES
-    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-
-
-def postgres_database(name: str, *, recreate: bool = False) -> str:
-    """Create the PostgreSQL database ``name`` if missing and return its URL.
-
-    Fails the test (rather than skipping it) when PostgreSQL cannot be reached;
-    set MASKWATCH_TEST_NO_POSTGRES=1 to run the SQLite half only.
-    """
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            if recreate:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            exists = connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if not exists:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        pytest.fail(
-            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig}); "
-            "set MASKWATCH_TEST_NO_POSTGRES=1 to run without it"
-        )
-    finally:
-        admin.dispose()
-    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

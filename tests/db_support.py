@@ -1,0 +1,45 @@
+"""The test databases: which backends run, and creating a PostgreSQL database per suite."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
+BACKENDS = (
+    ["sqlite"]
+    if NO_POSTGRES
+    else ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+
+
+def postgres_database(name: str, *, recreate: bool = False) -> str:
+    """Create the PostgreSQL database ``name`` if missing (or afresh) and return its URL.
+
+    Fails the test (rather than skipping it) when PostgreSQL cannot be reached;
+    set MASKWATCH_TEST_NO_POSTGRES=1 to run the SQLite half only.
+    """
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            if recreate:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({error.orig}); "
+            "set MASKWATCH_TEST_NO_POSTGRES=1 to run without it"
+        )
+    finally:
+        admin.dispose()
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
