@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from storage.models import InputKind, Job, JobStatus
+from storage.records import REPORT_DIGITS
 from storage.repositories.reports import Bucket, JobSummary
 
 
@@ -16,9 +17,9 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def ratio(masked: int, faces: int) -> float | None:
-    """masked / faces rounded to 4 places like the CLI report; None without faces."""
-    return round(masked / faces, 4) if faces else None
+def shown(ratio: float | None) -> float | None:
+    """A compliance ratio (computed in SQL by storage) rounded as the CLI report shows it."""
+    return None if ratio is None else round(ratio, REPORT_DIGITS)
 
 
 UTCDateTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
@@ -59,7 +60,7 @@ class Summary(_Out):
             masked=summary.masked,
             unmasked=summary.unmasked,
             incorrect=summary.incorrect,
-            compliance_ratio=ratio(summary.masked, summary.faces),
+            compliance_ratio=shown(summary.compliance_ratio),
         )
 
 
@@ -138,7 +139,7 @@ class BucketOut(_Out):
             masked=bucket.masked,
             unmasked=bucket.unmasked,
             incorrect=bucket.incorrect,
-            compliance_ratio=ratio(bucket.masked, bucket.faces),
+            compliance_ratio=shown(bucket.compliance_ratio),
         )
 
 

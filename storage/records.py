@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 FACE_LABELS: Final = frozenset({"with_mask", "without_mask", "incorrect_mask"})
+REPORT_DIGITS: Final = 4  # compliance ratios are shown (CLI, API, CSV) to 4 decimal places
+
+
+def compliance_ratio(masked: int, faces: int) -> float | None:
+    """Share of faces wearing a mask properly (an incorrectly worn one is not compliant);
+    None when there is no face to judge."""
+    return masked / faces if faces else None
 
 
 @dataclass(frozen=True, slots=True)

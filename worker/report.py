@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.models import Job
+from storage.records import REPORT_DIGITS, compliance_ratio
 from storage.repositories import reports as report_repo
 
 MOMENT_GAP_S = 2.0
@@ -38,7 +39,8 @@ class Counts:
     @property
     def compliance_ratio(self) -> float | None:
         """Share of faces wearing a mask properly; incorrectly worn counts as not compliant."""
-        return round(self.masked / self.faces, 4) if self.faces else None
+        ratio = compliance_ratio(self.masked, self.faces)
+        return None if ratio is None else round(ratio, REPORT_DIGITS)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from storage.records import compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
     box_iou,
     coco_ap_101,
     compliance_error,
-    compliance_ratio,
     match_greedy,
     operating_point,
     precision_recall_curve,

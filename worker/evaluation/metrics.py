@@ -167,11 +167,6 @@ def best_f1(scores: np.ndarray, true_positive: np.ndarray, num_gt: int) -> Opera
     return best
 
 
-def compliance_ratio(masked: int, faces: int) -> float | None:
-    """Share of faces wearing a mask properly; None with no faces (as in worker/report.py)."""
-    return masked / faces if faces else None
-
-
 @dataclass(frozen=True)
 class ComplianceError:
     """Per-scene compliance ratio error over scenes with ground-truth faces.

@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from storage.records import FrameRecord
+from storage.records import FrameRecord, compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
     best_f1,
     compliance_error,
-    compliance_ratio,
     match_greedy,
     operating_point,
     precision_recall_curve,
