@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
+
+from storage.db import upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -43,3 +46,13 @@ def postgres_database(name: str, *, recreate: bool = False) -> str:
     finally:
         admin.dispose()
     return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def migrated_database(backend: str, sqlite_dir: Path, postgres_name: str) -> str:
+    """A database of ``backend`` ('sqlite' or 'postgresql') migrated to head; its URL."""
+    if backend == "sqlite":
+        url = f"sqlite:///{sqlite_dir / 'maskwatch.sqlite3'}"
+    else:
+        url = postgres_database(postgres_name)
+    upgrade(url)
+    return url

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from api.deps import LazyModels
 from maskwatch.settings import Settings
-from storage.db import make_engine, upgrade
+from storage.db import make_engine
 from storage.models import InputKind, Job, JobStatus
 from storage.records import FrameRecord
 from storage.repositories import api_keys as key_repo
@@ -31,8 +31,8 @@ from tests.api.api_support import (
     Keys,
     ModelLoader,
     Queue,
-    postgres_database,
 )
+from tests.db_support import migrated_database
 
 MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
 MAX_CLASSIFY_BYTES = 128 * 1024
@@ -41,12 +41,7 @@ MAX_CLASSIFY_BYTES = 128 * 1024
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database migrated to head once per session, one per backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('apidb') / 'maskwatch.sqlite3'}"
-    else:
-        url = postgres_database(POSTGRES_DATABASE)
-    upgrade(url)
-    return url
+    return migrated_database(request.param, tmp_path_factory.mktemp("apidb"), POSTGRES_DATABASE)
 
 
 @pytest.fixture(scope="session")

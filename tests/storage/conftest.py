@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from storage.db import make_engine, upgrade
+from storage.db import make_engine
 from storage.models import Camera, InputKind, Job, JobStatus
 from storage.records import FaceRecord, FrameRecord
 from storage.repositories.cameras import get_or_create_camera
@@ -22,7 +22,7 @@ from storage.repositories.jobs import (
     mark_running,
     mark_succeeded,
 )
-from tests.db_support import BACKENDS, postgres_database
+from tests.db_support import BACKENDS, migrated_database, postgres_database
 
 POSTGRES_TEST_DATABASE = "maskwatch_test"
 POSTGRES_SCRATCH_DATABASE = "maskwatch_test_migrations"
@@ -31,12 +31,7 @@ POSTGRES_SCRATCH_DATABASE = "maskwatch_test_migrations"
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database migrated to head once per test session, one per backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'maskwatch.sqlite3'}"
-    else:
-        url = postgres_database(POSTGRES_TEST_DATABASE)
-    upgrade(url)
-    return url
+    return migrated_database(request.param, tmp_path_factory.mktemp("db"), POSTGRES_TEST_DATABASE)
 
 
 @pytest.fixture(params=BACKENDS)
