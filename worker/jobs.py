@@ -16,7 +16,7 @@ from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from worker.pipeline.config import AnalysisSettings, check_analysable
-from worker.pipeline.decode import estimate_sample_count, iter_frames, output_size, probe
+from worker.pipeline.decode import MediaInfo, estimate_sample_count, iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def analyze_segment(
     on_progress: ProgressCallback | None = None,
     batch_frames: int = 25,
     record_progress: BatchRecorder | None = None,
+    info: MediaInfo | None = None,
 ) -> SegmentOutcome:
     """Analyse one time range of a job's input, committing its frames batch by batch.
 
@@ -64,11 +65,12 @@ def analyze_segment(
             the analysis (and ffmpeg) and propagates.
         record_progress: called inside each batch's transaction with the frames stored so
             far by this run; when given, it replaces adding the batch to ``frames_done``.
+        info: the input's probe when the caller already has it (else it is probed here).
     """
     from worker.pipeline.analyze import analyze_frames  # torch, only where frames are analysed
 
     settings = AnalysisSettings.from_dict(job.settings)
-    info = probe(Path(job.input_path))
+    info = info or probe(Path(job.input_path))
     check_analysable(info, settings)
     width, _ = output_size(info, settings.max_frame_side)
     box_scale = info.width / width
@@ -143,7 +145,7 @@ def run_job(
             info = probe(Path(job.input_path))
             job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
             session.commit()
-            analyze_segment(session, job, models, on_progress=on_progress)
+            analyze_segment(session, job, models, on_progress=on_progress, info=info)
             finish_job(session, job)
             session.commit()
         except InputError as exc:
