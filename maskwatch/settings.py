@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     face_threshold: float = 0.9
     detector_weights: str | None = Field(
         "mtcnn_finetuned.pt",
-        description="fine-tuned RNet/ONet file (in worker/models/); "
+        description="fine-tuned MTCNN (PNet/RNet/ONet) file (in worker/models/); "
         "empty for MTCNN's stock weights",
     )
     upscale: float = Field(1.0, ge=0.25, le=4.0)

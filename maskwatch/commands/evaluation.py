@@ -79,7 +79,9 @@ def evaluate_scenes(
     detector_weights: Annotated[
         Path | None,
         typer.Option(
-            exists=True, dir_okay=False, help="Fine-tuned MTCNN RNet/ONet weights (default: stock)."
+            exists=True,
+            dir_okay=False,
+            help="MTCNN weights file (default: the configured ones, i.e. the shipped fine-tuned).",
         ),
     ] = None,
 ) -> None:

@@ -46,8 +46,10 @@ def prepare_data(
     out: Annotated[Path, typer.Option("--out", help="Output: {train,val}/<class>/*.jpg.")],
     val_fraction: Annotated[float, typer.Option(help="Share of faces for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the group split and box jitter.")] = 0,
-    sources: Annotated[str, typer.Option(help="Comma-separated sources to include.")] = (
-        "chandrikadeb7,prajnasb,kaggle"),
+    sources: Annotated[str, typer.Option(help=(
+        "Comma-separated sources to include; kaggle_detected (the kaggle scenes cut where "
+        "the shipped detector finds faces, with a not_face class) is only built when asked."
+    ))] = "chandrikadeb7,prajnasb,kaggle",
     cache_dir: Annotated[Path, typer.Option(help="Detector output cache.")] = Path("var/cache"),
     splits_dir: Annotated[Path | None, typer.Option(
         help="Folder of kaggle_scenes_{train,val}.txt (default worker/training/splits).")] = None,
@@ -87,7 +89,9 @@ def train(
     data_dirs: Annotated[list[Path], typer.Argument(help="Folders with class subfolders.")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint file to write.")],
     epochs: Annotated[int, typer.Option()] = 30,
-    arch: Annotated[str, typer.Option(help="mask_cnn or mobilenet_v3_small.")] = "mask_cnn",
+    arch: Annotated[str, typer.Option(
+        help="mask_cnn, mobilenet_v3_small (from scratch) or onet_head (head on MTCNN's O-Net)."
+    )] = "mask_cnn",
     size: Annotated[int, typer.Option(help="Network input side in pixels.")] = 48,
     width: Annotated[int, typer.Option(help="mask_cnn channel width.")] = 16,
     val_dir: Annotated[list[Path] | None, typer.Option(
@@ -107,6 +111,9 @@ def train(
         help="Share of training crops given black bands, as where a box leaves the frame.")] = 0.25,
     merge_incorrect: Annotated[bool, typer.Option(
         help="Train incorrect_mask crops as without_mask (two-class model).")] = False,
+    freeze: Annotated[bool, typer.Option(
+        help="onet_head: keep O-Net's pretrained trunk fixed (--no-freeze fine-tunes it).")
+    ] = True,
 ) -> None:
     """Train the mask classifier on face-crop folders and save a checkpoint."""
     from worker.training.train import TrainConfig
@@ -117,10 +124,14 @@ def train(
                          balance_power=balance_power, balance_by=balance_by,
                          label_smoothing=label_smoothing, frame_edge=frame_edge,
                          merge_incorrect=merge_incorrect, seed=seed, threads=threads,
-                         workers=workers)
-    with _progress() as progress:
-        result = run_training(config, data_dirs, out, val_dir or [],
-                              _ProgressObserver(progress))
+                         workers=workers, freeze=freeze)
+    try:
+        with _progress() as progress:
+            result = run_training(config, data_dirs, out, val_dir or [],
+                                  _ProgressObserver(progress))
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     info = result.checkpoint.training
     console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB): classes "
                   f"{list(result.checkpoint.class_names)}, counts {info['counts']}, "
@@ -199,29 +210,48 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def train_detector(
     shared_dir: Annotated[Path, typer.Argument(help="Shared data folder (holds datasets/).")],
-    out: Annotated[Path, typer.Option("--out", help="Weights file: {rnet, onet, info}.")] = Path(
-        "worker/models/mtcnn_finetuned.pt"),
+    out: Annotated[Path, typer.Option("--out", help="Weights file: {pnet, rnet, onet, info}.")
+                   ] = Path("worker/models/mtcnn_finetuned.pt"),
+    stages: Annotated[str, typer.Option(
+        help="Comma-separated MTCNN stages to fine-tune, in cascade order (pnet,rnet,onet).")
+    ] = "pnet,rnet,onet",
+    init: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False,
+        help="Start from this weights file instead of the wheel's (nets not trained keep it).")
+    ] = None,
     split_file: Annotated[Path | None, typer.Option(
         help="Kaggle train scene ids (default worker/training/splits/kaggle_scenes_train.txt).")
     ] = None,
-    epochs: Annotated[int, typer.Option()] = 4,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    val_split_file: Annotated[Path | None, typer.Option(
+        help="Held-out scene ids for PNet's window report (default: the committed val list).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="RNet/ONet epochs.")] = 4,
+    lr: Annotated[float, typer.Option(help="RNet/ONet Adam learning rate.")] = 1e-4,
+    pnet_epochs: Annotated[int, typer.Option()] = 6,
+    pnet_lr: Annotated[float, typer.Option()] = 3e-4,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
-    """Fine-tune MTCNN's RNet and ONet on the kaggle train scenes (masked faces)."""
+    """Fine-tune MTCNN's PNet, RNet and ONet on the kaggle train scenes (masked faces)."""
     import torch
 
-    from worker.training.detector import DetectorTrainConfig
+    from worker.training.detector import DetectorTrainConfig, PNetTrainConfig
     from worker.training.detector import train_detector as run
     from worker.training.prepare import DEFAULT_SPLITS_DIR
 
     torch.set_num_threads(threads)
     config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed)
+    pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed)
     split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"
+    val_split = val_split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_val.txt"
+    wanted = [s.strip() for s in stages.split(",") if s.strip()]
     with _progress() as progress:
         task = progress.add_task("scenes", total=None, info="")
-        info = run(shared_dir, out, config, split, log=console.print,
-                   on_scene=lambda: progress.advance(task))
-    console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB), {info['counts']}, "
+        try:
+            info = run(shared_dir, out, config, split, stages=wanted, pnet_config=pnet_config,
+                       init=init, val_split_file=val_split, log=console.print,
+                       on_scene=lambda: progress.advance(task))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--stages") from exc
+    console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB), stages {wanted}, "
                   f"{info['seconds']:.0f} s")

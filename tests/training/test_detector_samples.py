@@ -14,8 +14,12 @@ from worker.training.detector import (
     LABEL_POS,
     categorise,
     crop_like_mtcnn,
+    crop_windows,
     iou,
     jitter_boxes,
+    pnet_box,
+    pnet_target,
+    pnet_windows,
     regression_target,
     square,
 )
@@ -90,3 +94,50 @@ def test_detector_weights_setting_round_trips_and_loads(tmp_path: Path) -> None:
     load_detector_weights(target, str(path), torch.device("cpu"))
     assert torch.count_nonzero(target.rnet.dense4.weight) == 0
     assert torch.equal(target.onet.dense5.weight, onet_before)  # absent: stock kept
+
+
+def test_pnet_target_inverts_pnet_regression() -> None:
+    # A 24 px window (pyramid scale 0.5) is reported as [x0 + 2, y0 + 2, x0 + 24, y0 + 24]
+    # and regressed with width q2 - q1 = 22 (detect_face's regw, no +1).
+    window = np.array([[10.0, 20.0, 34.0, 44.0]])
+    assert pnet_box(window)[0] == pytest.approx([12.0, 22.0, 34.0, 44.0])
+    gt = np.array([13.0, 19.0, 33.0, 47.0])
+    t = pnet_target(window, gt)
+    q = pnet_box(window)[0]
+    rebuilt = [q[0] + t[0] * 22, q[1] + t[1] * 22, q[2] + t[2] * 22, q[3] + t[3] * 22]
+    assert rebuilt == pytest.approx(gt, abs=1e-4)
+
+
+def test_pnet_windows_are_facenet_first_stage_boxes() -> None:
+    """The windows where PNet fires are the boxes facenet-pytorch's first stage reports."""
+    from facenet_pytorch.models.mtcnn import PNet
+    from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
+    from torchvision.ops import batched_nms
+
+    torch.manual_seed(0)
+    img = (torch.rand(3, 90, 120) * 255).round()
+    pnet = PNet().eval()
+    threshold, min_face = 0.3, 20
+    windows = pnet_windows(img, pnet, min_face, threshold)
+    expected = []
+    scale = 12 / min_face
+    with torch.inference_mode():
+        while min(90, 120) * scale >= 12:
+            data = imresample(img[None], (int(90 * scale + 1), int(120 * scale + 1)))
+            reg, probs = pnet((data - 127.5) * 0.0078125)
+            boxes, inds = generateBoundingBox(reg, probs[:, 1], scale, threshold)
+            expected.append(boxes[batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.5), :4])
+            scale *= 0.709
+    expected_boxes = torch.cat(expected).numpy()
+    assert len(windows) == len(expected_boxes) > 0
+    # facenet floors its boxes to whole pixels; ours are the exact windows.
+    got = np.sort(pnet_box(windows), axis=0)
+    assert np.abs(got - np.sort(expected_boxes, axis=0)).max() <= 1.0 + 1e-6
+
+
+def test_crop_windows_drops_windows_outside_the_image() -> None:
+    img = torch.arange(3 * 30 * 40, dtype=torch.float32).reshape(3, 30, 40)
+    crops, valid = crop_windows(img, np.array([[0, 0, 24, 24], [30, 10, 42, 22], [4, 4, 16, 16]]))
+    assert valid.tolist() == [True, False, True]
+    assert crops.shape == (2, 3, 12, 12)
+    assert torch.equal(crops[1], img[:, 4:16, 4:16])  # a 12 px window is read as it is

@@ -9,7 +9,7 @@ from worker.pipeline.decode import MediaInfo, output_size
 from worker.pipeline.errors import InputError
 
 MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
-SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"  # RNet/ONet fine-tuned on masked faces
+SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"  # PNet/RNet/ONet fine-tuned on masked faces
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class DetectorConfig:
     face_threshold: float = 0.9
     upscale: float = 1.0
     min_detect_side: int = 600
-    # Fine-tuned RNet/ONet state dicts (worker/training/detector.py), a file name under
+    # Fine-tuned PNet/RNet/ONet state dicts (worker/training/detector.py), a file name under
     # worker/models/ or a path; None: the wheel's stock weights.
     detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS
 

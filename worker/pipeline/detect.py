@@ -73,6 +73,7 @@ class MTCNNDetector:
         return Detections(xyxy[keep], confidence[keep], landmarks[keep])
 
 
+NETS = ("pnet", "rnet", "onet")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -83,15 +84,15 @@ def resolve_weights(name: str) -> Path:
 
 
 def load_detector_weights(mtcnn: object, name: str, device: torch.device) -> None:
-    """Replace MTCNN's RNet/ONet (whichever the file holds) with fine-tuned state dicts."""
+    """Replace MTCNN's PNet/RNet/ONet (whichever the file holds) with fine-tuned state dicts."""
     path = resolve_weights(name)
     if not path.is_file():
         raise FileNotFoundError(f"detector weights not found: {path}")
     state = torch.load(path, map_location=device, weights_only=True)
-    for name in ("rnet", "onet"):
+    for name in NETS:
         if name in state:
             getattr(mtcnn, name).load_state_dict(state[name])
-    loaded = ", ".join(k for k in ("rnet", "onet") if k in state)
+    loaded = ", ".join(k for k in NETS if k in state)
     logger.info("MTCNN weights from %s (%s)", path, loaded)
 
 

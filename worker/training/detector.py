@@ -1,4 +1,7 @@
-"""Fine-tune facenet-pytorch MTCNN's RNet and ONet on the kaggle TRAIN scenes (masked faces).
+"""Fine-tune facenet-pytorch MTCNN's PNet, RNet and ONet on the kaggle TRAIN scenes (masked faces).
+
+PNet (the proposal stage, 12 x 12 windows of an image pyramid) is trained first; RNet and
+ONet then take their hard negatives from what the new PNet proposes.
 
 Samples follow the MTCNN paper: square boxes jittered around ground-truth faces are positives
 (IoU > 0.65), part faces (0.4-0.65, box regression only) or, with random squares and MTCNN's
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ PART_IOU = 0.4
 NEG_IOU = 0.3
 LABEL_NEG, LABEL_POS, LABEL_PART = 0, 1, 2
 SCENES = "datasets/kaggle-scenes-dev"
+STAGES = ("pnet", "rnet", "onet")
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -276,14 +280,15 @@ def build_samples(
 
 def _forward(net: Any, x: Any) -> tuple[Any, Any]:
     out = net(x)
-    return out[0], out[-1]  # regression, softmax probabilities
+    # regression, softmax probabilities; PNet answers (N, C, 1, 1) on a 12 x 12 window
+    return out[0].flatten(1), out[-1].flatten(1)
 
 
 def finetune(
     net: Any,
     crops: Any,
-    samples: SampleSet,
-    config: DetectorTrainConfig,
+    samples: SampleSet | PNetSamples,
+    config: DetectorTrainConfig | PNetTrainConfig,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Cross-entropy on pos/neg + smooth L1 regression on pos/part; landmark head frozen."""
@@ -347,7 +352,9 @@ def scores(net: Any, crops: Any, batch: int = 512) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def score_report(net: Any, crops: Any, samples: SampleSet, threshold: float) -> dict[str, Any]:
+def score_report(
+    net: Any, crops: Any, samples: SampleSet | PNetSamples, threshold: float
+) -> dict[str, Any]:
     """Share of positives (masked / unmasked) and negatives over a stage threshold."""
     prob = scores(net, crops)
     pos = samples.labels == LABEL_POS
@@ -364,24 +371,308 @@ def score_report(net: Any, crops: Any, samples: SampleSet, threshold: float) -> 
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# PNet: the proposal stage. It sees 12 x 12 windows of an image pyramid (stride 2 per level);
+# a face it does not fire on never reaches RNet/ONet, whatever they were trained on.
+
+PNET_CELL = 12
+PNET_STRIDE = 2
+PNET_FACTOR = 0.709  # facenet-pytorch MTCNN's default pyramid factor
+
+
+@dataclass(frozen=True)
+class PNetTrainConfig:
+    upscale: float = 1.5
+    min_face: float = 14.0  # GT faces below this (after upscale) are under MTCNN's pyramid
+    pos_per_face: int = 24
+    part_per_face: int = 12
+    unmasked_factor: int = 3  # unmasked faces are rarer here: this many times their samples
+    neg_per_scene: int = 120
+    hard_neg_per_scene: int = 60
+    min_face_size: int = 20
+    threshold: float = 0.6
+    epochs: int = 6
+    batch_size: int = 256
+    lr: float = 3e-4
+    box_weight: float = 0.5
+    seed: int = 0
+
+
+def pnet_box(windows: np.ndarray) -> np.ndarray:
+    """The box facenet-pytorch's ``generateBoundingBox`` reports for square pyramid windows.
+
+    A window of side S at (x0, y0) is reported as [x0 + S/12, y0 + S/12, x0 + S, y0 + S]
+    (``(stride * bb + 1) / scale`` to ``(stride * bb + 12) / scale``), and its regression
+    is applied with width ``q2 - q1`` (no +1), unlike RNet/ONet's ``bbreg``.
+    """
+    w = np.asarray(windows, np.float64).reshape(-1, 4)
+    side = w[:, 2] - w[:, 0]
+    return np.stack([w[:, 0] + side / PNET_CELL, w[:, 1] + side / PNET_CELL, w[:, 2], w[:, 3]], 1)
+
+
+def pnet_target(window: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Offsets that turn a window's reported PNet box into ``gt`` the way detect_face does."""
+    q = pnet_box(window)[0]
+    w, h = q[2] - q[0], q[3] - q[1]
+    return np.array(
+        [(gt[0] - q[0]) / w, (gt[1] - q[1]) / h, (gt[2] - q[2]) / w, (gt[3] - q[3]) / h],
+        np.float32,
+    )
+
+
+def crop_windows(img: Any, windows: np.ndarray, size: int = PNET_CELL) -> tuple[Any, np.ndarray]:
+    """Area-resampled (N, 3, size, size) crops of windows that lie inside the image.
+
+    The pyramid resamples the whole image with ``interpolate(mode="area")`` and PNet reads
+    12 x 12 cells of it; resampling each window alone is the same up to where the cell grid
+    falls. Windows leaving the image never occur in the pyramid and are dropped (valid False).
+    """
+    import torch
+    from torch.nn.functional import interpolate
+
+    _, h, w = img.shape
+    b = np.round(np.asarray(windows, np.float64).reshape(-1, 4)).astype(np.int64)
+    valid = (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
+    valid &= (b[:, 2] - b[:, 0] >= 4) & (b[:, 3] - b[:, 1] >= 4)
+    crops = [
+        interpolate(img[:, y0:y1, x0:x1].unsqueeze(0), size=(size, size), mode="area")
+        for (x0, y0, x1, y1), ok in zip(b, valid, strict=True)
+        if ok
+    ]
+    if not crops:
+        return torch.zeros(0, 3, size, size), valid
+    return torch.cat(crops), valid
+
+
+def pnet_windows(
+    img: Any, pnet: Any, min_face_size: int, threshold: float, factor: float = PNET_FACTOR
+) -> np.ndarray:
+    """Square windows (N, 4) in image pixels where PNet fires, after per-scale NMS.
+
+    The first stage of facenet-pytorch's ``detect_face``, without its regression and
+    cross-scale merging: what PNet proposes, so that its false alarms can be hard negatives.
+    """
+    import torch
+    from facenet_pytorch.models.utils.detect_face import imresample
+    from torchvision.ops import nms
+
+    _, h, w = img.shape
+    scale = PNET_CELL / min_face_size
+    out = []
+    with torch.inference_mode():
+        while min(h, w) * scale >= PNET_CELL:
+            data = imresample(img.unsqueeze(0), (int(h * scale + 1), int(w * scale + 1)))
+            _, prob = pnet(normalise(data))
+            face = prob[0, 1]
+            ys, xs = torch.nonzero(face >= threshold, as_tuple=True)
+            if len(ys):
+                x0 = xs.double() * PNET_STRIDE / scale
+                y0 = ys.double() * PNET_STRIDE / scale
+                side = PNET_CELL / scale
+                boxes = torch.stack([x0, y0, x0 + side, y0 + side], 1)
+                # NMS on the whole-pixel boxes detect_face reports, so the same windows survive
+                cells = torch.stack([xs, ys], 1).float() * PNET_STRIDE
+                reported = torch.cat([((cells + 1) / scale).floor(),
+                                      ((cells + PNET_CELL) / scale).floor()], 1)
+                keep = nms(reported, face[ys, xs].float(), 0.5)
+                out.append(boxes[keep].numpy())
+            scale *= factor
+    return np.concatenate(out) if out else np.zeros((0, 4))
+
+
+@dataclass
+class PNetSamples:
+    crops: Any  # uint8 (N, 3, 12, 12)
+    labels: np.ndarray
+    targets: np.ndarray
+    masked: np.ndarray
+
+
+def pnet_scene_samples(
+    img: Any,
+    gt: np.ndarray,
+    is_masked: np.ndarray,
+    proposals: np.ndarray,
+    config: PNetTrainConfig,
+    rng: np.random.Generator,
+) -> PNetSamples:
+    """Jittered windows around each GT face, random and hard (PNet's own) negatives."""
+    import torch
+
+    _, h, w = img.shape
+    windows, kinds, targets, masked = [], [], [], []
+
+    def add(window: np.ndarray) -> int:
+        label, idx = categorise(window, gt)
+        if label < 0:
+            return label
+        face = label != LABEL_NEG
+        windows.append(window)
+        kinds.append(label)
+        targets.append(pnet_target(window, gt[idx]) if face else np.zeros(4, np.float32))
+        masked.append(bool(is_masked[idx]) if face else False)
+        return label
+
+    for face, face_masked in zip(gt, is_masked, strict=True):
+        if min(face[2] - face[0], face[3] - face[1]) < config.min_face:
+            continue
+        times = 1 if face_masked else config.unmasked_factor
+        quota = {LABEL_POS: config.pos_per_face * times, LABEL_PART: config.part_per_face * times}
+        for box in jitter_boxes(face[None], 16 * quota[LABEL_POS], rng, 0.3, (0.75, 1.35)):
+            label, _ = categorise(box, gt)
+            inside = box[0] >= 0 and box[1] >= 0 and box[2] <= w and box[3] <= h
+            if inside and quota.get(label, 0) > 0:
+                quota[label] -= 1
+                add(box)
+            if not any(quota.values()):
+                break
+    neg = 0
+    for _ in range(config.neg_per_scene * 5):
+        if neg >= config.neg_per_scene:
+            break
+        side = float(np.exp(rng.uniform(np.log(12), np.log(max(13, min(h, w) / 2)))))
+        x0, y0 = rng.uniform(0, max(1, w - side)), rng.uniform(0, max(1, h - side))
+        if add(np.array([x0, y0, x0 + side, y0 + side])) == LABEL_NEG:
+            neg += 1
+    hard = [p for p in proposals if categorise(p, gt)[0] == LABEL_NEG]
+    order = rng.permutation(len(hard))[: config.hard_neg_per_scene]
+    for k in order:
+        add(hard[k])
+    if not windows:
+        return PNetSamples(torch.zeros(0, 3, 12, 12, dtype=torch.uint8), np.zeros(0, np.int64),
+                           np.zeros((0, 4), np.float32), np.zeros(0, bool))
+    crops, valid = crop_windows(img, np.stack(windows))
+    return PNetSamples(
+        crops.round().clamp(0, 255).to(torch.uint8),
+        np.asarray(kinds, np.int64)[valid],
+        np.stack(targets)[valid].astype(np.float32),
+        np.asarray(masked, bool)[valid],
+    )
+
+
+def build_pnet_samples(
+    scenes: list[Any],
+    pnet: Any,
+    config: PNetTrainConfig,
+    on_scene: Callable[[], None] | None = None,
+) -> PNetSamples:
+    import torch
+
+    from worker.pipeline.types import CLASS_WITHOUT_MASK
+
+    rng = np.random.default_rng(config.seed)
+    parts = []
+    for scene in scenes:
+        frame = load_rgb(scene.image_path, config.upscale)
+        img = torch.as_tensor(frame.copy()).permute(2, 0, 1).float()
+        gt = scene.xyxy.astype(np.float64).reshape(-1, 4) * config.upscale
+        is_masked = np.array([lab != CLASS_WITHOUT_MASK for lab in scene.labels], bool)
+        proposals = pnet_windows(img, pnet, config.min_face_size, config.threshold)
+        parts.append(pnet_scene_samples(img, gt, is_masked, proposals, config, rng))
+        if on_scene:
+            on_scene()
+    return PNetSamples(
+        torch.cat([p.crops for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.targets for p in parts]),
+        np.concatenate([p.masked for p in parts]),
+    )
+
+
+def finetune_rnet_onet(
+    mtcnn: Any,
+    scenes: list[Any],
+    config: DetectorTrainConfig,
+    nets: Sequence[str],
+    log: Callable[[str], None],
+    on_scene: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Samples from the scenes (hard negatives from ``mtcnn`` as it is), then each net in turn."""
+    started = time.monotonic()
+    samples = build_samples(scenes, mtcnn, config, on_scene)
+    counts = _counts(samples.labels, samples.masked)
+    log(f"RNet/ONet samples from {len(scenes)} scenes: {counts} "
+        f"({time.monotonic() - started:.0f} s)")
+    info: dict[str, Any] = {"config": asdict(config), "counts": counts}
+    for name in nets:
+        crops = samples.crops24 if name == "rnet" else samples.crops48
+        net = getattr(mtcnn, name)
+        info[f"{name}_before"] = score_report(net, crops, samples, 0.7)
+        log(f"{name} before (train samples): {info[f'{name}_before']}")
+        info[f"{name}_train"] = finetune(net, crops, samples, config, log)
+        info[f"{name}_after"] = score_report(net, crops, samples, 0.7)
+        log(f"{name} after (train samples): {info[f'{name}_after']}")
+    info["seconds"] = time.monotonic() - started
+    return info
+
+
+def finetune_pnet(
+    pnet: Any,
+    scenes: list[Any],
+    config: PNetTrainConfig,
+    val_scenes: list[Any] | None,
+    log: Callable[[str], None],
+    on_scene: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """PNet on 12 x 12 windows of ``scenes``; ``val_scenes`` adds a held-out window report.
+
+    The report is the share of masked / unmasked face windows PNet passes at its threshold,
+    and of negative windows (a proxy: a face needs only one window of the pyramid to pass).
+    """
+    started = time.monotonic()
+    pnet.eval()
+    samples = build_pnet_samples(scenes, pnet, config, on_scene)
+    counts = _counts(samples.labels, samples.masked)
+    log(f"PNet samples from {len(scenes)} scenes: {counts} ({time.monotonic() - started:.0f} s)")
+    info: dict[str, Any] = {"config": asdict(config), "counts": counts}
+    val = build_pnet_samples(val_scenes, pnet, config) if val_scenes else None
+    if val is not None:
+        info["val_counts"] = _counts(val.labels, val.masked)
+        info["before_val"] = score_report(pnet, val.crops, val, config.threshold)
+        log(f"pnet before (val windows): {info['before_val']}")
+    info["before"] = score_report(pnet, samples.crops, samples, config.threshold)
+    log(f"pnet before (train windows): {info['before']}")
+    info["train"] = finetune(pnet, samples.crops, samples, config, log)
+    info["after"] = score_report(pnet, samples.crops, samples, config.threshold)
+    log(f"pnet after (train windows): {info['after']}")
+    if val is not None:
+        info["after_val"] = score_report(pnet, val.crops, val, config.threshold)
+        log(f"pnet after (val windows): {info['after_val']}")
+    info["seconds"] = time.monotonic() - started
+    return info
+
+
 def train_detector(
     shared_dir: Path,
     out: Path,
     config: DetectorTrainConfig,
     split_file: Path,
+    stages: Sequence[str] = STAGES,
+    pnet_config: PNetTrainConfig | None = None,
+    init: Path | None = None,
+    val_split_file: Path | None = None,
     log: Callable[[str], None] = logger.info,
     on_scene: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Build samples from the train scenes, fine-tune RNet and ONet, save both state dicts."""
+    """Fine-tune the named MTCNN stages on the kaggle train scenes; save all three nets.
+
+    Nets start from the wheel's weights, or from ``init`` (a file this function wrote).
+    PNet goes first, so RNet/ONet's hard negatives are what the new PNet proposes.
+    """
     import torch
     from facenet_pytorch import MTCNN
 
     from worker.evaluation.scenes import load_scenes, read_split
+    from worker.pipeline.detect import NETS, load_detector_weights
 
+    unknown = set(stages) - set(STAGES)
+    if unknown or not stages:
+        raise ValueError(f"stages must be some of {list(STAGES)}, not {list(stages)}")
     started = time.monotonic()
     root = shared_dir / SCENES
-    ids = read_split(split_file)
-    scenes = load_scenes(root / "annotations", root / "images", ids)
+    scenes = load_scenes(root / "annotations", root / "images", read_split(split_file))
+    val_scenes = (load_scenes(root / "annotations", root / "images", read_split(val_split_file))
+                  if val_split_file is not None else None)
     mtcnn = MTCNN(
         keep_all=True,
         min_face_size=config.min_face_size,
@@ -389,29 +680,31 @@ def train_detector(
         post_process=False,
         device="cpu",
     )
-    samples = build_samples(scenes, mtcnn, config, on_scene)
-    counts = {
-        name: int((samples.labels == lab).sum())
-        for name, lab in (("neg", LABEL_NEG), ("pos", LABEL_POS), ("part", LABEL_PART))
-    }
-    counts["pos_masked"] = int(((samples.labels == LABEL_POS) & samples.masked).sum())
-    log(f"samples from {len(scenes)} scenes: {counts} ({time.monotonic() - started:.0f} s)")
+    if init is not None:
+        load_detector_weights(mtcnn, str(init.resolve()), torch.device("cpu"))
     info: dict[str, Any] = {
-        "config": asdict(config),
+        "stages": list(stages),
+        "init": init.name if init is not None else None,
         "scenes": len(scenes),
-        "counts": counts,
         "split_file": split_file.name,
     }
-    for name, crops, thr in (("rnet", samples.crops24, 0.7), ("onet", samples.crops48, 0.7)):
-        net = getattr(mtcnn, name)
-        info[f"{name}_before"] = score_report(net, crops, samples, thr)
-        log(f"{name} before (train samples): {info[f'{name}_before']}")
-        info[f"{name}_train"] = finetune(net, crops, samples, config, log)
-        info[f"{name}_after"] = score_report(net, crops, samples, thr)
-        log(f"{name} after (train samples): {info[f'{name}_after']}")
+    if "pnet" in stages:
+        info["pnet"] = finetune_pnet(mtcnn.pnet, scenes, pnet_config or PNetTrainConfig(),
+                                     val_scenes, log, on_scene)
+    later = [name for name in ("rnet", "onet") if name in stages]
+    if later:
+        info["rnet_onet"] = finetune_rnet_onet(mtcnn, scenes, config, later, log, on_scene)
     info["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"rnet": mtcnn.rnet.state_dict(), "onet": mtcnn.onet.state_dict(), "info": info}, out
-    )
+    state = {name: getattr(mtcnn, name).state_dict() for name in NETS}
+    torch.save({**state, "info": info}, out)
     return info
+
+
+def _counts(labels: np.ndarray, masked: np.ndarray) -> dict[str, int]:
+    counts = {
+        name: int((labels == lab).sum())
+        for name, lab in (("neg", LABEL_NEG), ("pos", LABEL_POS), ("part", LABEL_PART))
+    }
+    counts["pos_masked"] = int(((labels == LABEL_POS) & masked).sum())
+    return counts
