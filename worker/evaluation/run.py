@@ -30,6 +30,7 @@ from worker.pipeline.analyze import AnalysisSettings, Models
 from worker.pipeline.detect import FaceDetector
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
+    CLASS_NOT_FACE,
     CLASS_WITH_MASK,
     CLASS_WITHOUT_MASK,
     MASK_LABELS,
@@ -167,7 +168,7 @@ def evaluate(
     if [s.scene_id for s in scenes] != [p.scene_id for p in predictions]:
         raise ValueError("predictions must follow the scenes, one each, in order")
     mapping = scored_as(class_names)
-    names = list(class_names)
+    names = [name for name in class_names if name != CLASS_NOT_FACE]  # never a final label
     truth = [np.array([mapping[label] for label in s.labels], dtype=object) for s in scenes]
 
     per_class = {name: _class_report(name, scenes, truth, predictions) for name in names}

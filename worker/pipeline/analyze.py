@@ -17,6 +17,7 @@ from worker.pipeline.detect import FaceDetector, MTCNNDetector
 from worker.pipeline.device import configure_threads, resolve_device
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
+    CLASS_NOT_FACE,
     CLASS_WITH_MASK,
     CLASS_WITHOUT_MASK,
     Detections,
@@ -87,6 +88,19 @@ def frame_record(
     )
 
 
+def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detections, FaceLabels]:
+    """Drop the boxes a classifier with a ``not_face`` class calls not a face.
+
+    The kept faces keep their probabilities as they are (not renormalised over the mask
+    classes), so a face's label probability, and the score built from it, is lower the more
+    the classifier doubts it is a face.
+    """
+    if CLASS_NOT_FACE not in labels.class_names or not len(labels):
+        return detections, labels
+    keep = labels.label_index != labels.class_names.index(CLASS_NOT_FACE)
+    return detections.select(keep), labels.select(keep)
+
+
 def analyze_frames(
     frames: Iterable[Frame], models: Models, box_scale: float = 1.0
 ) -> Iterator[FrameRecord]:
@@ -94,4 +108,5 @@ def analyze_frames(
     for frame in frames:
         detections = models.detector.detect([frame.image])[0]
         labels = models.classifier.classify(frame.image, detections.xyxy)
+        detections, labels = drop_non_faces(detections, labels)
         yield frame_record(frame, detections, labels, box_scale)

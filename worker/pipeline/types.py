@@ -10,6 +10,8 @@ CLASS_WITH_MASK = "with_mask"
 CLASS_WITHOUT_MASK = "without_mask"
 CLASS_INCORRECT_MASK = "incorrect_mask"
 MASK_LABELS = (CLASS_WITH_MASK, CLASS_WITHOUT_MASK, CLASS_INCORRECT_MASK)
+# A classifier trained with this class can veto a detector box: such boxes are dropped.
+CLASS_NOT_FACE = "not_face"
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,6 @@ class FaceLabels:
 
     def __len__(self) -> int:
         return int(self.probabilities.shape[0])
+
+    def select(self, keep: np.ndarray) -> FaceLabels:
+        return FaceLabels(self.class_names, self.probabilities[keep])

@@ -15,7 +15,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from worker.pipeline.classify import CropPreset
-from worker.pipeline.types import CLASS_INCORRECT_MASK, CLASS_WITHOUT_MASK, MASK_LABELS
+from worker.pipeline.types import (
+    CLASS_INCORRECT_MASK,
+    CLASS_NOT_FACE,
+    CLASS_WITHOUT_MASK,
+    MASK_LABELS,
+)
 from worker.training.crops import crop_to_input, face_size_px
 
 logger = logging.getLogger(__name__)
@@ -23,6 +28,8 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # Where a folder class goes when a model lacks it: an incorrectly worn mask is not compliant.
 FALLBACK_CLASS = {CLASS_INCORRECT_MASK: CLASS_WITHOUT_MASK}
+# Class folders a crop dir may hold, in canonical (checkpoint) order.
+CROP_CLASSES = (*MASK_LABELS, CLASS_NOT_FACE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ def folder_label(data_dir: Path) -> str:
 def folder_classes(data_dirs: Sequence[Path]) -> tuple[str, ...]:
     """The known class folders present in any of ``data_dirs``, in canonical order."""
     present = {p.name for d in data_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()}
-    return tuple(name for name in MASK_LABELS if name in present)
+    return tuple(name for name in CROP_CLASSES if name in present)
 
 
 def list_crops(data_dirs: Sequence[Path]) -> list[CropFile]:
@@ -53,7 +60,7 @@ def list_crops(data_dirs: Sequence[Path]) -> list[CropFile]:
         if not data_dir.is_dir():
             raise FileNotFoundError(f"data dir not found: {data_dir}")
         label = folder_label(data_dir)
-        for class_name in MASK_LABELS:
+        for class_name in CROP_CLASSES:
             class_dir = data_dir / class_name
             if class_dir.is_dir():
                 files.extend(CropFile(p, class_name, label) for p in sorted(class_dir.iterdir())

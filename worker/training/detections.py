@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.pipeline.detect import DetectorConfig, FaceDetector
+from worker.pipeline.detect import DetectorConfig, FaceDetector, resolve_weights
 from worker.pipeline.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,12 @@ class DetectionCache:
 
     def __init__(self, cache_dir: Path, config: DetectorConfig,
                  make_detector: Callable[[DetectorConfig], FaceDetector]) -> None:
-        digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
+        key = asdict(config)
+        if config.detector_weights:  # retrained weights under the same name: a new cache
+            weights = resolve_weights(config.detector_weights)
+            if weights.is_file():
+                key["weights_sha1"] = hashlib.sha1(weights.read_bytes()).hexdigest()
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
         self.path = cache_dir / f"detections-{digest[:10]}.json"
         self.config = config
         self._make_detector = make_detector

@@ -20,13 +20,13 @@ from worker.pipeline.classify import CropPreset
 from worker.pipeline.detect import DetectorConfig, FaceDetector
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
+    CLASS_NOT_FACE,
     CLASS_WITH_MASK,
     CLASS_WITHOUT_MASK,
-    MASK_LABELS,
     Detections,
 )
 from worker.training.crops import cut_crop, face_signature, mirrored_signature
-from worker.training.data import load_rgb
+from worker.training.data import CROP_CLASSES, load_rgb
 from worker.training.detections import DetectionCache
 from worker.training.grouping import (
     TRAIN_ONLY,
@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 DATASETS = "datasets"
 PHOTO_SOURCES = {"chandrikadeb7": "chandrikadeb7-faces", "prajnasb": "prajnasb-faces"}
 KAGGLE = "kaggle"
+KAGGLE_DETECTED = "kaggle_detected"  # kaggle scenes cut where our detector finds faces
 KAGGLE_DIR = "kaggle-scenes-dev"
-SOURCES = ("chandrikadeb7", "prajnasb", KAGGLE)
+SOURCES = ("chandrikadeb7", "prajnasb", KAGGLE, KAGGLE_DETECTED)
 KAGGLE_CLASSES = {"with_mask": CLASS_WITH_MASK, "without_mask": CLASS_WITHOUT_MASK,
                   "mask_weared_incorrect": CLASS_INCORRECT_MASK}
 SPLITS = ("train", "val")
@@ -51,6 +52,14 @@ DEFAULT_SPLITS_DIR = Path(__file__).parent / "splits"
 # Stock MTCNN thresholds miss many masked faces; these find them at a few more false boxes.
 PREPARE_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.5, 0.6, 0.6),
                                   face_threshold=0.8)
+
+
+# The shipped detector, looser than its defaults: it also finds what a lower operating
+# threshold lets through, so that the classifier learns to reject those boxes (not_face).
+DETECTED_CROPS_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.6, 0.7, 0.7),
+                                         face_threshold=0.5)
+FACE_IOU = 0.5  # a detection this close to a GT face takes its class
+NOT_FACE_IOU = 0.3  # a detection under this with every GT face (and its square) is not_face
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class PrepareConfig:
     seed: int = 0
     margin: float = CropPreset().margin
     detector: DetectorConfig = PREPARE_DETECTOR
+    scene_detector: DetectorConfig = DETECTED_CROPS_DETECTOR  # kaggle_detected only
     comparable_face_ratio: float = 0.5  # a 2nd face this big (side vs the largest) = ambiguous
     min_box_px: float = 8.0  # kaggle boxes smaller than this (longer side) are skipped
     duplicate_similarity: float = 0.8  # face_signature correlation meaning "same picture"
@@ -287,6 +297,73 @@ def kaggle_faces(scenes: Sequence[Scene], jitter: BoxJitter,
     return samples
 
 
+def detected_faces(root: Path, scenes: Sequence[Scene], cache: DetectionCache,
+                   config: PrepareConfig, skipped: Counter[tuple[str, str, str]],
+                   on_item: Callable[[], None] | None = None) -> list[FaceSample]:
+    """Crops of the boxes our detector finds in each scene, labelled by the ground truth.
+
+    These are the crops inference classifies: the detector's own boxes, misplaced or not.
+    A box whose best IoU with a GT face is >= 0.5 takes that face's class. A box under 0.3
+    with every GT face and with its square (so no face part) is ``not_face``: what the
+    detector lets through that a classifier with that class can veto. Boxes in between
+    are skipped as ambiguous.
+    """
+    samples = []
+    for scene in scenes:
+        found = cache.detect(str(scene.image_path.relative_to(root)),
+                             partial(load_rgb, scene.image_path))
+        if on_item is not None:
+            on_item()
+        if not len(found):
+            continue
+        image = load_rgb(scene.image_path)
+        for k, (box, class_name) in enumerate(
+            zip(found.xyxy, detection_classes(found.xyxy, scene.xyxy, scene.classes),
+                strict=True)
+        ):
+            if class_name is None:
+                skipped[(KAGGLE_DETECTED, "any", "iou_0.3_0.5")] += 1
+                continue
+            samples.append(FaceSample(
+                source=KAGGLE_DETECTED, class_name=class_name,
+                name=f"kd_{scene.scene_id}_{k:02d}", group=scene.scene_id,
+                crop=cut_crop(image, box, config.margin)))
+    return samples
+
+
+def detection_classes(found: np.ndarray, gt: np.ndarray, gt_classes: Sequence[str]
+                      ) -> list[str | None]:
+    """The training class of each detected box (N, 4) given the GT boxes (M, 4) of its image.
+
+    IoU >= FACE_IOU with a GT box: that box's class (the best one). Under NOT_FACE_IOU with
+    every GT box and with every GT box's square: ``not_face``. Otherwise None (ambiguous).
+    """
+    from torchvision.ops import box_iou
+
+    from worker.training.detector import square
+
+    found = np.asarray(found, np.float32).reshape(-1, 4)
+    if len(gt) == 0:
+        return [CLASS_NOT_FACE] * len(found)
+    iou = box_iou(torch_boxes(found), torch_boxes(gt)).numpy()
+    near = np.maximum(iou, box_iou(torch_boxes(found), torch_boxes(square(gt))).numpy())
+    classes: list[str | None] = []
+    for k in range(len(found)):
+        if iou[k].max() >= FACE_IOU:
+            classes.append(gt_classes[int(iou[k].argmax())])
+        elif near[k].max() < NOT_FACE_IOU:
+            classes.append(CLASS_NOT_FACE)
+        else:
+            classes.append(None)
+    return classes
+
+
+def torch_boxes(xyxy: np.ndarray) -> Any:
+    import torch
+
+    return torch.as_tensor(np.asarray(xyxy, np.float32).reshape(-1, 4))
+
+
 def write_crops(samples: Sequence[FaceSample], val_groups: set[str], out_dir: Path,
                 quality: int) -> Counter[tuple[str, str, str]]:
     """Save each crop as out_dir/<split>/<class>/<name>.jpg; counts by (source, class, split)."""
@@ -302,7 +379,7 @@ def write_crops(samples: Sequence[FaceSample], val_groups: set[str], out_dir: Pa
 def clear_crop_dirs(out_dir: Path) -> None:
     """Empty (or create) the split/class folders this module writes, and nothing else."""
     for split in SPLITS:
-        for class_name in MASK_LABELS:
+        for class_name in CROP_CLASSES:
             class_dir = out_dir / split / class_name
             if class_dir.is_dir():
                 shutil.rmtree(class_dir)
@@ -336,7 +413,7 @@ def prepare(
     groups_info: dict[str, dict[str, int]] = {}
     manifest: dict[str, Any] = {"config": asdict(config), "sources": list(sources)}
     try:
-        for source in (s for s in SOURCES if s in sources and s != KAGGLE):
+        for source in (s for s in SOURCES if s in sources and s in PHOTO_SOURCES):
             found = photo_faces(root, source, cache, config, skipped, on_item)
             links = link_duplicates(found, config.duplicate_similarity)
             val = split_photo_samples(found, config)
@@ -347,6 +424,18 @@ def prepare(
                 "duplicate_links": links}
             samples.extend(found)
             val_groups |= val
+        if KAGGLE_DETECTED in sources:
+            scenes = read_scenes(root)
+            val_scenes, origin = kaggle_val_scenes(scenes, config, splits_dir, write_splits)
+            scene_cache = DetectionCache(cache_dir, config.scene_detector, make_detector)
+            try:
+                samples.extend(detected_faces(root, scenes, scene_cache, config, skipped,
+                                              on_item))
+            finally:
+                scene_cache.save()
+            val_groups |= val_scenes
+            manifest[KAGGLE_DETECTED] = {"split": origin,
+                                         "detector": asdict(config.scene_detector)}
         if KAGGLE in sources:
             scenes = read_scenes(root)
             val_scenes, origin = kaggle_val_scenes(scenes, config, splits_dir, write_splits)

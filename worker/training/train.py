@@ -29,6 +29,8 @@ from worker.training.evaluate import evaluate_checkpoint
 
 logger = logging.getLogger(__name__)
 
+ONET_INPUT = 48
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,6 +39,7 @@ class TrainConfig:
     arch: str = "mask_cnn"
     size: int = 48
     width: int = 16  # mask_cnn only
+    freeze: bool = True  # onet_head only: keep O-Net's pretrained trunk fixed
     epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
@@ -57,7 +60,11 @@ class TrainConfig:
 
     @property
     def arch_kwargs(self) -> dict[str, Any]:
-        return {"width": self.width} if self.arch == "mask_cnn" else {}
+        if self.arch == "mask_cnn":
+            return {"width": self.width}
+        if self.arch == "onet_head":
+            return {"freeze": self.freeze}
+        return {}
 
 
 class TrainingObserver(Protocol):
@@ -91,6 +98,8 @@ def train(config: TrainConfig, data_dirs: Sequence[Path], out: Path,
     through ``evaluate_checkpoint``, so ``maskwatch evaluate`` reproduces them exactly.
     """
     observer = observer or _Silent()
+    if config.arch == "onet_head" and config.size != ONET_INPUT:
+        raise ValueError(f"onet_head reads {ONET_INPUT} x {ONET_INPUT} crops (O-Net's input)")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -116,8 +125,9 @@ def train(config: TrainConfig, data_dirs: Sequence[Path], out: Path,
         AugmentedCrops(crops.images, crops.labels, cctv_augmentation(config.frame_edge)),
         batch_size=config.batch_size, sampler=sampler, drop_last=len(files) > config.batch_size,
         num_workers=config.workers, persistent_workers=config.workers > 0)
-    model = build_model(config.arch, len(class_names), **config.arch_kwargs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+    model = build_model(config.arch, len(class_names), pretrained=True, **config.arch_kwargs)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(1, config.epochs * len(loader)),

@@ -1,0 +1,142 @@
+"""The classifier variants of issue 4: a head on MTCNN's O-Net, and a not_face class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from maskwatch.cli import app
+from worker.pipeline.analyze import drop_non_faces
+from worker.pipeline.classify import Checkpoint, CropPreset, build_model, normalize
+from worker.pipeline.types import CLASS_NOT_FACE, Detections, FaceLabels
+from worker.training.prepare import detection_classes
+
+
+def test_onet_head_reads_the_same_features_as_onet() -> None:
+    """With O-Net's own face/non-face layer as the head, the head answers what O-Net does."""
+    from facenet_pytorch.models.mtcnn import ONet
+
+    onet = ONet().eval()
+    model = build_model("onet_head", 2, pretrained=True).eval()
+    head = model.head[1]
+    head.weight.data.copy_(onet.dense6_1.weight)
+    head.bias.data.copy_(onet.dense6_1.bias)
+    raw = torch.rand(3, 3, 48, 48) * 255
+    ours = torch.softmax(model(normalize(raw, CropPreset(size=48))), dim=1)
+    with torch.inference_mode():
+        theirs = onet((raw - 127.5) * 0.0078125)[2]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_frozen_onet_trunk_does_not_train() -> None:
+    model = build_model("onet_head", 3, pretrained=True, freeze=True)
+    assert not any(p.requires_grad for p in model.trunk.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    model.train()
+    assert not model.trunk.training and model.head.training
+
+
+def test_not_face_boxes_are_dropped_and_the_rest_keep_their_scores() -> None:
+    names = ("with_mask", "without_mask", "incorrect_mask", CLASS_NOT_FACE)
+    probabilities = np.array([[0.7, 0.1, 0.0, 0.2], [0.1, 0.2, 0.1, 0.6], [0.2, 0.5, 0.0, 0.3]],
+                             np.float32)
+    detections = Detections(np.arange(12, dtype=np.float32).reshape(3, 4),
+                            np.array([0.99, 0.95, 0.9], np.float32),
+                            np.zeros((3, 5, 2), np.float32))
+    kept, labels = drop_non_faces(detections, FaceLabels(names, probabilities))
+    assert len(kept) == 2 and kept.confidence.tolist() == pytest.approx([0.99, 0.9])
+    assert labels.labels == ["with_mask", "without_mask"]
+    assert labels.label_confidence.tolist() == pytest.approx([0.7, 0.5])  # not renormalised
+    three = FaceLabels(names[:3], probabilities[:, :3])
+    assert drop_non_faces(detections, three)[1] is three  # a 3-class model drops nothing
+
+
+def test_detected_boxes_are_labelled_by_their_overlap_with_ground_truth() -> None:
+    gt = np.array([[0, 0, 20, 40], [100, 100, 140, 140]], np.float32)
+    found = np.array([
+        [1, 2, 21, 40],  # IoU 0.86 with the first face
+        [100, 110, 140, 150],  # IoU 0.6 with the second face
+        [0, 10, 30, 50],  # IoU 0.42 with the first face: ambiguous
+        [200, 200, 240, 240],  # nowhere near a face
+        [-10, 0, 30, 40],  # IoU 0.5 with the first face, exactly
+        [26, 5, 50, 40],  # 0 with the face, 0.06 with its 40 px square: not a face
+    ], np.float32)
+    classes = detection_classes(found, gt, ["with_mask", "without_mask"])
+    assert classes == ["with_mask", "without_mask", None, CLASS_NOT_FACE, "with_mask",
+                       CLASS_NOT_FACE]
+    assert detection_classes(found[:2], np.zeros((0, 4)), []) == [CLASS_NOT_FACE] * 2
+
+
+def _crops(root: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(("with_mask", "without_mask", CLASS_NOT_FACE)):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (40, 40, 3)).astype(np.uint8) // (k + 1)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_train_an_onet_head_with_a_not_face_class(tmp_path: Path) -> None:
+    from facenet_pytorch.models.mtcnn import ONet
+
+    train_dir = _crops(tmp_path / "train", 0)
+    out = tmp_path / "onet_head.pt"
+    result = CliRunner().invoke(app, [
+        "train", str(train_dir), "--out", str(out), "--arch", "onet_head", "--epochs", "1",
+        "--batch-size", "6", "--workers", "0", "--val-dir", str(_crops(tmp_path / "val", 1))])
+    assert result.exit_code == 0, result.output
+    checkpoint = Checkpoint.load(out)
+    assert checkpoint.class_names == ("with_mask", "without_mask", CLASS_NOT_FACE)
+    assert checkpoint.arch == "onet_head" and checkpoint.preset.size == 48
+    # The frozen trunk is the wheel's O-Net (saved as fp16).
+    trunk = checkpoint.build().trunk
+    assert torch.allclose(trunk["conv2"].weight, ONet().conv2.weight, atol=1e-3)
+    assert checkpoint.metrics["val"]["count"] == 18
+
+
+def test_onet_head_refuses_other_input_sizes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", str(_crops(tmp_path / "train", 0)), "--out", str(tmp_path / "m.pt"),
+        "--arch", "onet_head", "--size", "32", "--workers", "0"])
+    assert result.exit_code == 2
+    assert "onet_head reads 48 x 48 crops" in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Path) -> None:
+    """kaggle_detected: the real detector's boxes on two real scenes, labelled by their GT."""
+    import json
+    import shutil
+
+    from worker.pipeline.detect import MTCNNDetector
+    from worker.training.prepare import PrepareConfig, prepare
+
+    fixtures = Path(__file__).resolve().parent.parent / "evaluation" / "fixtures"
+    scenes = tmp_path / "shared" / "datasets" / "kaggle-scenes-dev"
+    shutil.copytree(fixtures / "annotations", scenes / "annotations")
+    shutil.copytree(fixtures / "images", scenes / "images")
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "kaggle_scenes_train.txt").write_text("blank_grey\nmaksssksksss523\n")
+    (splits / "kaggle_scenes_val.txt").write_text("maksssksksss125\n")
+    out = tmp_path / "crops"
+    manifest = prepare(
+        tmp_path / "shared", out, PrepareConfig(),
+        make_detector=lambda c: MTCNNDetector(c, torch.device("cpu")),
+        sources=["kaggle_detected"], cache_dir=tmp_path / "cache", splits_dir=splits)
+    counts = manifest["counts"]["kaggle_detected"]
+    # 523 holds one masked and one unmasked face, 125 one unmasked face (tests/evaluation).
+    assert counts["with_mask"] == {"train": 1}
+    assert counts["without_mask"] == {"train": 1, "val": 1}
+    assert sorted(p.name for p in (out / "val" / "without_mask").iterdir()) == [
+        "kd_maksssksksss125_00.jpg"]
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
+    assert all(name.split("/")[1] in ("with_mask", "without_mask", CLASS_NOT_FACE)
+               for name in found)
+    assert json.loads((out / "manifest.json").read_text())["kaggle_detected"]["split"]
