@@ -141,3 +141,16 @@ def test_crop_windows_drops_windows_outside_the_image() -> None:
     assert valid.tolist() == [True, False, True]
     assert crops.shape == (2, 3, 12, 12)
     assert torch.equal(crops[1], img[:, 4:16, 4:16])  # a 12 px window is read as it is
+
+
+def test_train_detector_refuses_unknown_stages(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    out = tmp_path / "w.pt"
+    result = CliRunner().invoke(app, ["train-detector", str(tmp_path), "--out", str(out),
+                                      "--stages", "pnet,qnet"])
+    assert result.exit_code == 2
+    assert "stages must be some of" in result.output
+    assert not out.exists()

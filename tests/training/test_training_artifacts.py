@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from worker.pipeline.classify import Checkpoint, CNNMaskClassifier
-from worker.pipeline.types import MASK_LABELS
+from worker.pipeline.types import CLASS_NOT_FACE, MASK_LABELS
 from worker.training.prepare import DEFAULT_SPLITS_DIR
 
 SHIPPED = Path(__file__).resolve().parents[2] / "worker" / "models" / "mask_cnn.pt"
@@ -26,7 +26,7 @@ def test_kaggle_scene_lists_are_disjoint_and_complete():
 def test_shipped_checkpoint_classifies_faces():
     checkpoint = Checkpoint.load(SHIPPED)
     assert SHIPPED.stat().st_size < 3 * 1024 * 1024
-    assert checkpoint.class_names == MASK_LABELS
+    assert checkpoint.class_names == (*MASK_LABELS, CLASS_NOT_FACE)
     assert checkpoint.metrics["val"]["count"] > 0
     assert "kaggle/train" in checkpoint.training["data_dirs"]
     assert "kaggle/val" not in checkpoint.training["data_dirs"]
@@ -34,5 +34,5 @@ def test_shipped_checkpoint_classifies_faces():
     frame = np.full((120, 160, 3), 128, np.uint8)
     labels = classifier.classify(frame, np.array([[10, 10, 40, 40], [60, 20, 120, 80]],
                                                  np.float32))
-    assert labels.probabilities.shape == (2, 3)
+    assert labels.probabilities.shape == (2, 4)
     np.testing.assert_allclose(labels.probabilities.sum(axis=1), 1.0, rtol=1e-5)
