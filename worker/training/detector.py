@@ -171,10 +171,19 @@ def load_rgb(path: Path, upscale: float) -> np.ndarray:
 
 
 class _Collector:
-    """Boxes of one scene with their label, regression target and masked flag."""
+    """Boxes of one scene with their label, regression target and masked flag.
 
-    def __init__(self, gt: np.ndarray, is_masked: np.ndarray) -> None:
-        self.gt, self.is_masked = gt, is_masked
+    ``target`` is the stage's regression convention (``regression_target`` for RNet/ONet,
+    ``pnet_target`` for PNet's windows).
+    """
+
+    def __init__(
+        self,
+        gt: np.ndarray,
+        is_masked: np.ndarray,
+        target: Callable[[np.ndarray, np.ndarray], np.ndarray] = regression_target,
+    ) -> None:
+        self.gt, self.is_masked, self.target = gt, is_masked, target
         self.boxes: list[np.ndarray] = []
         self.kinds: list[int] = []
         self.targets: list[np.ndarray] = []
@@ -187,9 +196,7 @@ class _Collector:
         face = label != LABEL_NEG
         self.boxes.append(box)
         self.kinds.append(label)
-        self.targets.append(
-            regression_target(box, self.gt[idx]) if face else np.zeros(4, np.float32)
-        )
+        self.targets.append(self.target(box, self.gt[idx]) if face else np.zeros(4, np.float32))
         self.masked.append(bool(self.is_masked[idx]) if face else False)
         return label
 
@@ -234,6 +241,19 @@ def scene_boxes(
     return out
 
 
+def load_scene(scene: Any, upscale: float) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray]:
+    """(RGB frame, float (3, H, W) tensor, GT boxes, masked flags) of a scene, enlarged."""
+    import torch
+
+    from worker.pipeline.types import CLASS_WITHOUT_MASK
+
+    frame = load_rgb(scene.image_path, upscale)
+    img = torch.as_tensor(frame.copy()).permute(2, 0, 1).float()
+    gt = scene.xyxy.astype(np.float64).reshape(-1, 4) * upscale
+    is_masked = np.array([lab != CLASS_WITHOUT_MASK for lab in scene.labels], bool)
+    return frame, img, gt, is_masked
+
+
 def build_samples(
     scenes: list[Any],
     mtcnn: Any,
@@ -242,15 +262,10 @@ def build_samples(
 ) -> SampleSet:
     import torch
 
-    from worker.pipeline.types import CLASS_WITHOUT_MASK
-
     rng = np.random.default_rng(config.seed)
     c24, c48, labels, targets, masked = [], [], [], [], []
     for scene in scenes:
-        frame = load_rgb(scene.image_path, config.upscale)
-        img = torch.as_tensor(frame.copy()).permute(2, 0, 1).float()
-        gt = scene.xyxy.astype(np.float64) * config.upscale
-        is_masked = np.array([lab != CLASS_WITHOUT_MASK for lab in scene.labels], bool)
+        frame, img, gt, is_masked = load_scene(scene, config.upscale)
         proposals = np.zeros((0, 4))
         if config.hard_neg_per_scene:  # hard negatives: what MTCNN itself finds off the faces
             with torch.inference_mode():
@@ -500,18 +515,8 @@ def pnet_scene_samples(
     import torch
 
     _, h, w = img.shape
-    windows, kinds, targets, masked = [], [], [], []
-
-    def add(window: np.ndarray) -> int:
-        label, idx = categorise(window, gt)
-        if label < 0:
-            return label
-        face = label != LABEL_NEG
-        windows.append(window)
-        kinds.append(label)
-        targets.append(pnet_target(window, gt[idx]) if face else np.zeros(4, np.float32))
-        masked.append(bool(is_masked[idx]) if face else False)
-        return label
+    out = _Collector(gt, is_masked, pnet_target)
+    add = out.add
 
     for face, face_masked in zip(gt, is_masked, strict=True):
         if min(face[2] - face[0], face[3] - face[1]) < config.min_face:
@@ -538,15 +543,15 @@ def pnet_scene_samples(
     order = rng.permutation(len(hard))[: config.hard_neg_per_scene]
     for k in order:
         add(hard[k])
-    if not windows:
+    if not out.boxes:
         return PNetSamples(torch.zeros(0, 3, 12, 12, dtype=torch.uint8), np.zeros(0, np.int64),
                            np.zeros((0, 4), np.float32), np.zeros(0, bool))
-    crops, valid = crop_windows(img, np.stack(windows))
+    crops, valid = crop_windows(img, np.stack(out.boxes))
     return PNetSamples(
         crops.round().clamp(0, 255).to(torch.uint8),
-        np.asarray(kinds, np.int64)[valid],
-        np.stack(targets)[valid].astype(np.float32),
-        np.asarray(masked, bool)[valid],
+        np.asarray(out.kinds, np.int64)[valid],
+        np.stack(out.targets)[valid].astype(np.float32),
+        np.asarray(out.masked, bool)[valid],
     )
 
 
@@ -558,15 +563,10 @@ def build_pnet_samples(
 ) -> PNetSamples:
     import torch
 
-    from worker.pipeline.types import CLASS_WITHOUT_MASK
-
     rng = np.random.default_rng(config.seed)
     parts = []
     for scene in scenes:
-        frame = load_rgb(scene.image_path, config.upscale)
-        img = torch.as_tensor(frame.copy()).permute(2, 0, 1).float()
-        gt = scene.xyxy.astype(np.float64).reshape(-1, 4) * config.upscale
-        is_masked = np.array([lab != CLASS_WITHOUT_MASK for lab in scene.labels], bool)
+        _, img, gt, is_masked = load_scene(scene, config.upscale)
         proposals = pnet_windows(img, pnet, config.min_face_size, config.threshold)
         parts.append(pnet_scene_samples(img, gt, is_masked, proposals, config, rng))
         if on_scene:
