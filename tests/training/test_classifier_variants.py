@@ -140,3 +140,18 @@ def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Pat
     assert all(name.split("/")[1] in ("with_mask", "without_mask", CLASS_NOT_FACE)
                for name in found)
     assert json.loads((out / "manifest.json").read_text())["kaggle_detected"]["split"]
+
+
+def test_frame_record_counts_no_not_face_boxes() -> None:
+    from worker.pipeline.analyze import frame_record
+    from worker.pipeline.decode import Frame
+
+    names = ("with_mask", "without_mask", "incorrect_mask", CLASS_NOT_FACE)
+    probabilities = np.array([[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]], np.float32)
+    detections = Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
+                            np.array([0.95, 0.99], np.float32), np.zeros((2, 5, 2), np.float32))
+    frame = Frame(frame_index=3, timestamp_s=0.6, image=np.zeros((50, 50, 3), np.uint8))
+    record = frame_record(frame, detections, FaceLabels(names, probabilities))
+    assert (record.faces, record.masked, record.unmasked, record.incorrect) == (1, 1, 0, 0)
+    assert [f.label for f in record.detections] == ["with_mask"]
+    assert record.detections[0].score == pytest.approx(0.99 * 0.6, abs=1e-4)

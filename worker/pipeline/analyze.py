@@ -53,8 +53,10 @@ def frame_record(
 ) -> FrameRecord:
     """Count one frame's faces by label and keep each face's box and scores.
 
+    Boxes the classifier calls ``not_face`` are dropped first (``drop_non_faces``).
     ``box_scale`` maps the decoded frame's pixels back to the source's (when ffmpeg scaled it).
     """
+    detections, labels = drop_non_faces(detections, labels)
     faces: list[FaceRecord] = []
     counts = {CLASS_WITH_MASK: 0, CLASS_WITHOUT_MASK: 0, CLASS_INCORRECT_MASK: 0}
     for box, face_prob, label, label_prob in zip(
@@ -108,5 +110,4 @@ def analyze_frames(
     for frame in frames:
         detections = models.detector.detect([frame.image])[0]
         labels = models.classifier.classify(frame.image, detections.xyxy)
-        detections, labels = drop_non_faces(detections, labels)
         yield frame_record(frame, detections, labels, box_scale)
