@@ -43,15 +43,19 @@ def test_frozen_onet_trunk_does_not_train() -> None:
 
 def test_not_face_boxes_are_dropped_and_the_rest_keep_their_scores() -> None:
     names = ("with_mask", "without_mask", "incorrect_mask", CLASS_NOT_FACE)
-    probabilities = np.array([[0.7, 0.1, 0.0, 0.2], [0.1, 0.2, 0.1, 0.6], [0.2, 0.5, 0.0, 0.3]],
-                             np.float32)
-    detections = Detections(np.arange(12, dtype=np.float32).reshape(3, 4),
-                            np.array([0.99, 0.95, 0.9], np.float32),
-                            np.zeros((3, 5, 2), np.float32))
+    probabilities = np.array([
+        [0.7, 0.1, 0.0, 0.2],  # a face
+        [0.1, 0.2, 0.1, 0.6],  # not a face: dropped
+        [0.2, 0.5, 0.0, 0.3],  # a face
+        [0.3, 0.2, 0.05, 0.45],  # not_face leads but holds less than half: kept
+    ], np.float32)
+    detections = Detections(np.arange(16, dtype=np.float32).reshape(4, 4),
+                            np.array([0.99, 0.95, 0.9, 0.93], np.float32),
+                            np.zeros((4, 5, 2), np.float32))
     kept, labels = drop_non_faces(detections, FaceLabels(names, probabilities))
-    assert len(kept) == 2 and kept.confidence.tolist() == pytest.approx([0.99, 0.9])
-    assert labels.labels == ["with_mask", "without_mask"]
-    assert labels.label_confidence.tolist() == pytest.approx([0.7, 0.5])  # not renormalised
+    assert kept.confidence.tolist() == pytest.approx([0.99, 0.9, 0.93])
+    assert labels.labels == ["with_mask", "without_mask", "with_mask"]
+    assert labels.label_confidence.tolist() == pytest.approx([0.7, 0.5, 0.3])  # not renormalised
     three = FaceLabels(names[:3], probabilities[:, :3])
     assert drop_non_faces(detections, three)[1] is three  # a 3-class model drops nothing
 
@@ -147,7 +151,7 @@ def test_frame_record_counts_no_not_face_boxes() -> None:
     from worker.pipeline.decode import Frame
 
     names = ("with_mask", "without_mask", "incorrect_mask", CLASS_NOT_FACE)
-    probabilities = np.array([[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]], np.float32)
+    probabilities = np.array([[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]], np.float32)  # 1st: veto
     detections = Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
                             np.array([0.95, 0.99], np.float32), np.zeros((2, 5, 2), np.float32))
     frame = Frame(frame_index=3, timestamp_s=0.6, image=np.zeros((50, 50, 3), np.uint8))

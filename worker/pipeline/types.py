@@ -43,7 +43,7 @@ class FaceLabels:
     """The classifier's verdict for each face of one frame."""
 
     class_names: tuple[str, ...]
-    probabilities: np.ndarray  # (N, C) float32, rows sum to 1
+    probabilities: np.ndarray  # (N, C) float32, rows sum to 1 (less once not_face is removed)
 
     @property
     def label_index(self) -> np.ndarray:  # (N,) int64
