@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from maskwatch.runtime import analysis_settings  # noqa: E402
 from maskwatch.settings import Settings  # noqa: E402
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.models import InputKind  # noqa: E402
+from storage.models import InputKind, Job  # noqa: E402
 from storage.repositories import cameras, frames, jobs  # noqa: E402
 from worker.jobs import run_job  # noqa: E402
 from worker.pipeline.analyze import frame_record, load_models  # noqa: E402
@@ -91,30 +91,21 @@ def main() -> None:
     session_factory = make_session_factory(make_engine(url))
     with session_factory() as session:
         cam = cameras.get_or_create_camera(session, site="bench", name="bench")
-        store_job = jobs.create_job(
-            session,
-            camera=cam,
-            input_kind=InputKind.VIDEO,
-            input_path=str(clip),
-            input_name=clip.name,
-            settings=analysis.to_dict(),
-        )
-        session.commit()
+
+        def new_job() -> Job:
+            job = jobs.create_job(session, camera=cam, input_kind=InputKind.VIDEO,
+                                  input_path=str(clip), input_name=clip.name,
+                                  settings=analysis.to_dict())
+            session.commit()
+            return job
+
+        store_job = new_job()
         t0 = time.perf_counter()
         for i in range(0, len(records), 25):
             frames.replace_frames(session, store_job, records[i : i + 25])
             session.commit()
         store_s = time.perf_counter() - t0
-        whole_job = jobs.create_job(
-            session,
-            camera=cam,
-            input_kind=InputKind.VIDEO,
-            input_path=str(clip),
-            input_name=clip.name,
-            settings=analysis.to_dict(),
-        )
-        session.commit()
-        whole_id = whole_job.id
+        whole_id = new_job().id
     t0 = time.perf_counter()
     run_job(session_factory, whole_id, models)
     whole_s = time.perf_counter() - t0

@@ -15,12 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +41,7 @@ if str(REPO_ROOT) not in sys.path:  # tests.fixtures.scenes is imported from the
 
 from tests.api.api_support import postgres_database  # noqa: E402
 from tests.fixtures.scenes import make_composition_video, render_composition  # noqa: E402
+from tests.polling import wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -61,18 +61,6 @@ CLIPS: dict[str, list[tuple[int, int]]] = {
     "c": [(3, 0)],
 }
 
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.25)
 
 
 def expected_faces_per_frame(scenes: list[tuple[int, int]]) -> list[int]:

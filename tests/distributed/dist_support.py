@@ -9,10 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.models import FaceDetection, FrameStat, InputKind, Job, JobSegment, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
+from tests.polling import wait_for
 from worker.pipeline.analyze import AnalysisSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,21 +41,6 @@ WORKER_ENV = {
 SCENES_16S = [(1, 1), (2, 0), (0, 2), (1, 2), (2, 1), (0, 1), (1, 0), (2, 2)]
 SCENES_20S = [*SCENES_16S, (1, 1), (0, 3)]
 
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def child_pids(pid: int) -> list[int]:

@@ -22,8 +22,8 @@ from tests.distributed.dist_support import (
     frame_rows,
     segment_rows,
     wait_finished,
-    wait_for,
 )
+from tests.polling import wait_for
 from worker.celery_app import DEFAULT_QUEUE, create_app
 from worker.dispatch import enqueue_job
 

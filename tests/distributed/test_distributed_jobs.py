@@ -25,8 +25,8 @@ from tests.distributed.dist_support import (
     get_job,
     segment_rows,
     wait_finished,
-    wait_for,
 )
+from tests.polling import wait_for
 from worker.dispatch import cancel_job, enqueue_job
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, load_models

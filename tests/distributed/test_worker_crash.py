@@ -20,8 +20,8 @@ from tests.distributed.dist_support import (
     frame_rows,
     segment_rows,
     wait_finished,
-    wait_for,
 )
+from tests.polling import wait_for
 from worker.dispatch import enqueue_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
