@@ -55,8 +55,13 @@ def prepare_data(
         help="Folder of kaggle_scenes_{train,val}.txt (default worker/training/splits).")] = None,
     write_splits: Annotated[bool, typer.Option(
         help="Recompute the kaggle scene split, overwriting the committed lists.")] = False,
+    detector_weights: Annotated[str | None, typer.Option(
+        help="MTCNN weights that cut the crops (a file under worker/models/ or a path; "
+             "default: the shipped detector).")] = None,
 ) -> None:
     """Cut face crops from the shared datasets into group-aware train/val class folders."""
+    from dataclasses import replace
+
     import torch
 
     from worker.pipeline.detect import MTCNNDetector
@@ -64,6 +69,17 @@ def prepare_data(
 
     torch.set_num_threads(1)
     config = PrepareConfig(val_fraction=val_fraction, seed=seed)
+    if detector_weights is not None:
+        from worker.pipeline.detect import resolve_weights
+
+        if not resolve_weights(detector_weights).is_file():
+            raise typer.BadParameter(f"no such file: {resolve_weights(detector_weights)}",
+                                     param_hint="--detector-weights")
+        config = replace(
+            config,
+            detector=replace(config.detector, detector_weights=detector_weights),
+            scene_detector=replace(config.scene_detector, detector_weights=detector_weights),
+        )
     with _progress() as progress:
         task = progress.add_task("faces", total=None, info="")
         manifest = prepare(
@@ -230,6 +246,11 @@ def train_detector(
     lr: Annotated[float, typer.Option(help="RNet/ONet Adam learning rate.")] = 1e-4,
     pnet_epochs: Annotated[int, typer.Option()] = 6,
     pnet_lr: Annotated[float, typer.Option()] = 3e-4,
+    pnet_union: Annotated[bool, typer.Option(help=(
+        "Train a second PNet for masked faces and keep the first: the detector runs both "
+        "and proposes what either proposes (pnet_masked in the file)."))] = False,
+    pnet_unmasked_factor: Annotated[int, typer.Option(
+        help="PNet samples per unmasked face, as a multiple of those per masked face.")] = 3,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
@@ -242,7 +263,8 @@ def train_detector(
 
     torch.set_num_threads(threads)
     config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed)
-    pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed)
+    pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed,
+                                  unmasked_factor=pnet_unmasked_factor)
     split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"
     val_split = val_split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_val.txt"
     wanted = [s.strip() for s in stages.split(",") if s.strip()]
@@ -251,7 +273,7 @@ def train_detector(
         try:
             info = run(shared_dir, out, config, split, stages=wanted, pnet_config=pnet_config,
                        init=init, val_split_file=val_split, log=console.print,
-                       on_scene=lambda: progress.advance(task))
+                       on_scene=lambda: progress.advance(task), pnet_union=pnet_union)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--stages") from exc
     console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB), stages {wanted}, "

@@ -159,3 +159,42 @@ def test_frame_record_counts_no_not_face_boxes() -> None:
     assert (record.faces, record.masked, record.unmasked, record.incorrect) == (1, 1, 0, 0)
     assert [f.label for f in record.detections] == ["with_mask"]
     assert record.detections[0].score == pytest.approx(0.99 * 0.6, abs=1e-4)
+
+
+def test_prepare_data_cuts_with_the_detector_weights_asked_for(tmp_path: Path) -> None:
+    import hashlib
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from worker.pipeline.detect import MODELS_DIR
+
+    fixtures = Path(__file__).resolve().parent.parent / "evaluation" / "fixtures"
+    scenes = tmp_path / "shared" / "datasets" / "kaggle-scenes-dev"
+    shutil.copytree(fixtures / "annotations", scenes / "annotations")
+    shutil.copytree(fixtures / "images", scenes / "images")
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "kaggle_scenes_train.txt").write_text("maksssksksss523\n")
+    (splits / "kaggle_scenes_val.txt").write_text("maksssksksss125\n")
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes((MODELS_DIR / "mtcnn_finetuned.pt").read_bytes())
+    base = ["prepare-data", str(tmp_path / "shared"), "--sources", "kaggle_detected",
+            "--cache-dir", str(tmp_path / "cache"), "--splits-dir", str(splits)]
+
+    missing = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "no"),
+                                       "--detector-weights", str(tmp_path / "nope.pt")])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.output
+    assert not (tmp_path / "no").exists()
+
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "crops"),
+                                      "--detector-weights", str(weights)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "crops" / "manifest.json").read_text())
+    detector = manifest["kaggle_detected"]["detector"]
+    assert detector["detector_weights"] == str(weights)
+    assert detector["weights_sha1"] == hashlib.sha1(weights.read_bytes()).hexdigest()
+    assert manifest["counts"]["kaggle_detected"]["without_mask"] == {"train": 1, "val": 1}

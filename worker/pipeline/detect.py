@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -74,7 +74,31 @@ class MTCNNDetector:
 
 
 NETS = ("pnet", "rnet", "onet")
+#: A second PNet trained on masked faces; a file holding it makes the first stage a UnionPNet.
+MASKED_PNET = "pnet_masked"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class UnionPNet(torch.nn.Module):
+    """Two proposal networks read as one: each cell takes the answer of the surer one.
+
+    MTCNN's stock PNet proposes unmasked faces well and masked ones poorly; a PNet fine-tuned
+    on masked faces does the opposite (docs/model-card.md). ``detect_face`` thresholds PNet's
+    face probability per cell and regresses that cell's box, so answering with the higher
+    probability and its own regression proposes every window either network proposes, at
+    the cost of running both.
+    """
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
+        super().__init__()
+        self.first = first
+        self.second = second
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reg1, prob1 = self.first(x)
+        reg2, prob2 = self.second(x)
+        second = prob2[:, 1:2] > prob1[:, 1:2]
+        return torch.where(second, reg2, reg1), torch.where(second, prob2, prob1)
 
 
 def resolve_weights(name: str) -> Path:
@@ -83,17 +107,37 @@ def resolve_weights(name: str) -> Path:
     return path if path.is_absolute() or path.parent != Path(".") else MODELS_DIR / path
 
 
-def load_detector_weights(mtcnn: object, name: str, device: torch.device) -> None:
-    """Replace MTCNN's PNet/RNet/ONet (whichever the file holds) with fine-tuned state dicts."""
+def load_detector_weights(mtcnn: Any, name: str, device: torch.device) -> None:
+    """Replace MTCNN's PNet/RNet/ONet (whichever the file holds) with fine-tuned state dicts.
+
+    A file with a ``pnet_masked`` entry also gets that second PNet, joined to the first one
+    by :class:`UnionPNet`.
+    """
+    from facenet_pytorch.models.mtcnn import PNet
+
     path = resolve_weights(name)
     if not path.is_file():
         raise FileNotFoundError(f"detector weights not found: {path}")
     state = torch.load(path, map_location=device, weights_only=True)
+    if isinstance(mtcnn.pnet, UnionPNet):  # weights loaded twice: start from the plain PNet
+        mtcnn.pnet = mtcnn.pnet.first
     for name in NETS:
         if name in state:
             getattr(mtcnn, name).load_state_dict(state[name])
-    loaded = ", ".join(k for k in NETS if k in state)
+    if MASKED_PNET in state:
+        masked = PNet(pretrained=False)
+        masked.load_state_dict(state[MASKED_PNET])
+        masked.to(device).eval()
+        mtcnn.pnet = UnionPNet(mtcnn.pnet, masked)
+    loaded = ", ".join(k for k in (*NETS, MASKED_PNET) if k in state)
     logger.info("MTCNN weights from %s (%s)", path, loaded)
+
+
+def split_pnet(pnet: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(first PNet, masked PNet or None) of an MTCNN's first stage."""
+    if isinstance(pnet, UnionPNet):
+        return pnet.first, pnet.second
+    return pnet, None
 
 
 def _resize(frame: np.ndarray, scale: float) -> np.ndarray:

@@ -17,6 +17,16 @@ from worker.pipeline.types import Detections
 logger = logging.getLogger(__name__)
 
 
+def detector_identity(config: DetectorConfig) -> dict[str, object]:
+    """The detector's settings and the SHA-1 of its weights file: what its output depends on."""
+    key: dict[str, object] = asdict(config)
+    if config.detector_weights:  # retrained weights under the same name are another detector
+        weights = resolve_weights(config.detector_weights)
+        if weights.is_file():
+            key["weights_sha1"] = hashlib.sha1(weights.read_bytes()).hexdigest()
+    return key
+
+
 class DetectionCache:
     """Detections keyed by image path relative to the data root, one file per detector config.
 
@@ -25,11 +35,7 @@ class DetectionCache:
 
     def __init__(self, cache_dir: Path, config: DetectorConfig,
                  make_detector: Callable[[DetectorConfig], FaceDetector]) -> None:
-        key = asdict(config)
-        if config.detector_weights:  # retrained weights under the same name: a new cache
-            weights = resolve_weights(config.detector_weights)
-            if weights.is_file():
-                key["weights_sha1"] = hashlib.sha1(weights.read_bytes()).hexdigest()
+        key = detector_identity(config)
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
         self.path = cache_dir / f"detections-{digest[:10]}.json"
         self.config = config

@@ -613,12 +613,16 @@ def finetune_pnet(
     val_scenes: list[Any] | None,
     log: Callable[[str], None],
     on_scene: Callable[[], None] | None = None,
+    union_with: Any | None = None,
 ) -> dict[str, Any]:
     """PNet on 12 x 12 windows of ``scenes``; ``val_scenes`` adds a held-out window report.
 
     The report is the share of masked / unmasked face windows PNet passes at its threshold,
     and of negative windows (a proxy: a face needs only one window of the pyramid to pass).
+    With ``union_with`` (the first PNet of a UnionPNet) it also reports the union's shares.
     """
+    from worker.pipeline.detect import UnionPNet
+
     started = time.monotonic()
     pnet.eval()
     samples = build_pnet_samples(scenes, pnet, config, on_scene)
@@ -638,6 +642,10 @@ def finetune_pnet(
     if val is not None:
         info["after_val"] = score_report(pnet, val.crops, val, config.threshold)
         log(f"pnet after (val windows): {info['after_val']}")
+        if union_with is not None:
+            union = UnionPNet(union_with, pnet)
+            info["union_val"] = score_report(union, val.crops, val, config.threshold)
+            log(f"union of both PNets (val windows): {info['union_val']}")
     info["seconds"] = time.monotonic() - started
     return info
 
@@ -653,17 +661,29 @@ def train_detector(
     val_split_file: Path | None = None,
     log: Callable[[str], None] = logger.info,
     on_scene: Callable[[], None] | None = None,
+    pnet_union: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the named MTCNN stages on the kaggle train scenes; save all three nets.
 
     Nets start from the wheel's weights, or from ``init`` (a file this function wrote).
     PNet goes first, so RNet/ONet's hard negatives are what the new PNet proposes.
+    With ``pnet_union`` the fine-tuned PNet is a second one (``pnet_masked``, a copy of the
+    first to start with, or init's own) and the first stays as it was: the detector then
+    runs both (:class:`worker.pipeline.detect.UnionPNet`).
     """
+    import copy
+
     import torch
     from facenet_pytorch import MTCNN
 
     from worker.evaluation.scenes import load_scenes, read_split
-    from worker.pipeline.detect import NETS, load_detector_weights
+    from worker.pipeline.detect import (
+        MASKED_PNET,
+        NETS,
+        UnionPNet,
+        load_detector_weights,
+        split_pnet,
+    )
 
     unknown = set(stages) - set(STAGES)
     if unknown or not stages:
@@ -688,15 +708,25 @@ def train_detector(
         "scenes": len(scenes),
         "split_file": split_file.name,
     }
+    first, masked = split_pnet(mtcnn.pnet)
+    if pnet_union:
+        masked = masked if masked is not None else copy.deepcopy(first)
+        mtcnn.pnet = UnionPNet(first, masked)
+    info["pnet_union"] = masked is not None
     if "pnet" in stages:
-        info["pnet"] = finetune_pnet(mtcnn.pnet, scenes, pnet_config or PNetTrainConfig(),
-                                     val_scenes, log, on_scene)
+        trained = masked if pnet_union else first
+        info["pnet"] = finetune_pnet(trained, scenes, pnet_config or PNetTrainConfig(),
+                                     val_scenes, log, on_scene,
+                                     union_with=first if pnet_union else None)
     later = [name for name in ("rnet", "onet") if name in stages]
     if later:
         info["rnet_onet"] = finetune_rnet_onet(mtcnn, scenes, config, later, log, on_scene)
     info["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: getattr(mtcnn, name).state_dict() for name in NETS}
+    state = {name: getattr(mtcnn, name).state_dict() for name in NETS if name != "pnet"}
+    state["pnet"] = first.state_dict()
+    if masked is not None:
+        state[MASKED_PNET] = masked.state_dict()
     torch.save({**state, "info": info}, out)
     return info
 

@@ -27,7 +27,7 @@ from worker.pipeline.types import (
 )
 from worker.training.crops import cut_crop, face_signature, mirrored_signature
 from worker.training.data import CROP_CLASSES, load_rgb
-from worker.training.detections import DetectionCache
+from worker.training.detections import DetectionCache, detector_identity
 from worker.training.grouping import (
     TRAIN_ONLY,
     duplicate_pairs,
@@ -435,7 +435,7 @@ def prepare(
                 scene_cache.save()
             val_groups |= val_scenes
             manifest[KAGGLE_DETECTED] = {"split": origin,
-                                         "detector": asdict(config.scene_detector)}
+                                         "detector": detector_identity(config.scene_detector)}
         if KAGGLE in sources:
             scenes = read_scenes(root)
             val_scenes, origin = kaggle_val_scenes(scenes, config, splits_dir, write_splits)

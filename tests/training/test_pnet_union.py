@@ -1,0 +1,108 @@
+"""The two-PNet first stage (worker.pipeline.detect.UnionPNet) and how it is trained and loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+SCENES = Path(__file__).resolve().parents[1] / "evaluation" / "fixtures"
+SCENE_IDS = ("maksssksksss125", "maksssksksss523")
+
+
+def test_union_answers_with_the_surer_pnet() -> None:
+    from facenet_pytorch.models.mtcnn import PNet
+
+    from worker.pipeline.detect import UnionPNet
+
+    torch.manual_seed(0)
+    first, second = PNet(pretrained=False).eval(), PNet(pretrained=False).eval()
+    x = torch.randn(2, 3, 40, 50)
+    with torch.inference_mode():
+        reg1, prob1 = first(x)
+        reg2, prob2 = second(x)
+        reg, prob = UnionPNet(first, second)(x)
+    assert torch.equal(prob[:, 1], torch.maximum(prob1[:, 1], prob2[:, 1]))
+    second_wins = (prob2[:, 1] > prob1[:, 1]).unsqueeze(1)
+    assert 0 < int(second_wins.sum()) < second_wins.numel()  # both sides are exercised
+    assert torch.equal(reg, torch.where(second_wins, reg2, reg1))
+    assert torch.allclose(prob.sum(1), torch.ones(()))  # still a distribution per cell
+
+
+def _detect(weights: str | None, frame: np.ndarray) -> np.ndarray:
+    from worker.pipeline.config import DetectorConfig
+    from worker.pipeline.detect import MTCNNDetector
+
+    config = DetectorConfig(detector_weights=weights)
+    return MTCNNDetector(config, torch.device("cpu")).detect([frame])[0].xyxy
+
+
+def test_union_of_a_pnet_with_itself_detects_what_it_detects(tmp_path: Path) -> None:
+    """Wiring check on a real scene: joining the stock PNet to a copy of itself changes nothing,
+    and the file loads as a union without nesting when loaded twice."""
+    from facenet_pytorch import MTCNN
+
+    from worker.pipeline.detect import UnionPNet, load_detector_weights
+
+    stock = MTCNN(device="cpu")
+    path = tmp_path / "union.pt"
+    torch.save({"pnet_masked": stock.pnet.state_dict(), "info": {}}, path)
+    target = MTCNN(device="cpu")
+    for _ in range(2):
+        load_detector_weights(target, str(path), torch.device("cpu"))
+        assert isinstance(target.pnet, UnionPNet)
+        assert not isinstance(target.pnet.first, UnionPNet)
+
+    frame = np.asarray(Image.open(SCENES / "images" / "maksssksksss523.jpg").convert("RGB"))
+    plain = _detect(None, frame)
+    union = _detect(str(path), frame)
+    assert len(plain) >= 1
+    np.testing.assert_allclose(union, plain, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ../shared look-alike holding the two committed kaggle fixture scenes."""
+    root = tmp_path_factory.mktemp("shared")
+    scenes = root / "datasets" / "kaggle-scenes-dev"
+    for sub, ext in (("annotations", "xml"), ("images", "jpg")):
+        (scenes / sub).mkdir(parents=True)
+        for scene in SCENE_IDS:
+            name = f"{scene}.{ext}"
+            (scenes / sub / name).write_bytes((SCENES / sub / name).read_bytes())
+    (root / "split.txt").write_text("\n".join(SCENE_IDS) + "\n")
+    return root
+
+
+def test_train_detector_pnet_union_keeps_the_first_pnet(shared_dir: Path, tmp_path: Path) -> None:
+    from facenet_pytorch import MTCNN
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from worker.pipeline.detect import MASKED_PNET, UnionPNet, load_detector_weights
+
+    out = tmp_path / "union.pt"
+    split = str(shared_dir / "split.txt")
+    result = CliRunner().invoke(app, [
+        "train-detector", str(shared_dir), "--out", str(out), "--stages", "pnet",
+        "--pnet-union", "--pnet-epochs", "1", "--split-file", split, "--val-split-file", split,
+    ])
+    assert result.exit_code == 0, result.output
+    assert "union of both PNets (val windows)" in result.output
+
+    state = torch.load(out, weights_only=True)
+    stock = MTCNN(device="cpu")
+    for key, value in stock.pnet.state_dict().items():
+        assert torch.equal(state["pnet"][key], value)  # the first PNet is untouched
+    assert any(not torch.equal(state[MASKED_PNET][k], v)
+               for k, v in stock.pnet.state_dict().items())  # the second one was trained
+    assert state["info"]["pnet_union"] is True
+
+    target = MTCNN(device="cpu")
+    load_detector_weights(target, str(out), torch.device("cpu"))
+    assert isinstance(target.pnet, UnionPNet)
+    frame = np.asarray(Image.open(SCENES / "images" / "maksssksksss125.jpg").convert("RGB"))
+    assert len(_detect(str(out), frame)) >= 1
