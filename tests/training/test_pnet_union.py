@@ -32,6 +32,31 @@ def test_union_answers_with_the_surer_pnet() -> None:
     assert torch.allclose(prob.sum(1), torch.ones(()))  # still a distribution per cell
 
 
+class _Fixed(torch.nn.Module):
+    """A stage that answers fixed (reg, landmarks, prob) rows, like ONet does per box."""
+
+    def __init__(self, face_prob: list[float], offset: float) -> None:
+        super().__init__()
+        prob = torch.tensor(face_prob)
+        self.rows = (torch.full((len(prob), 4), offset), torch.full((len(prob), 10), offset),
+                     torch.stack([1 - prob, prob], 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.rows
+
+
+def test_union_of_box_stages_picks_whole_rows() -> None:
+    """RNet/ONet answer one row per box: reg, landmarks and prob all come from one network."""
+    from worker.pipeline.detect import UnionNet
+
+    first = _Fixed([0.9, 0.2, 0.5], offset=1.0)
+    second = _Fixed([0.1, 0.8, 0.5], offset=2.0)
+    reg, landmarks, prob = UnionNet(first, second)(torch.zeros(3, 3, 48, 48))
+    assert prob[:, 1].tolist() == pytest.approx([0.9, 0.8, 0.5])
+    assert reg[:, 0].tolist() == [1.0, 2.0, 1.0]  # a tie keeps the first network's answer
+    assert landmarks[:, 0].tolist() == [1.0, 2.0, 1.0]
+
+
 def _detect(weights: str | None, frame: np.ndarray) -> np.ndarray:
     from worker.pipeline.config import DetectorConfig
     from worker.pipeline.detect import MTCNNDetector

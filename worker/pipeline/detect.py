@@ -74,19 +74,24 @@ class MTCNNDetector:
 
 
 NETS = ("pnet", "rnet", "onet")
-#: A second PNet trained on masked faces; a file holding it makes the first stage a UnionPNet.
+#: A file may hold a second net per stage (``pnet_masked``, ...): that stage becomes a UnionNet.
 MASKED_PNET = "pnet_masked"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-class UnionPNet(torch.nn.Module):
-    """Two proposal networks read as one: each cell takes the answer of the surer one.
+def masked_key(name: str) -> str:
+    return f"{name}_masked"
+
+
+class UnionNet(torch.nn.Module):
+    """Two networks of one MTCNN stage read as one: each answer comes from the surer of the two.
 
     MTCNN's stock PNet proposes unmasked faces well and masked ones poorly; a PNet fine-tuned
-    on masked faces does the opposite (docs/model-card.md). ``detect_face`` thresholds PNet's
-    face probability per cell and regresses that cell's box, so answering with the higher
-    probability and its own regression proposes every window either network proposes, at
-    the cost of running both.
+    on masked faces does the opposite (docs/model-card.md). ``detect_face`` thresholds each
+    stage's face probability (the last output, per PNet cell or per RNet/ONet box) and uses
+    that cell's or box's regression (and ONet's landmarks), so answering with the higher
+    probability and the same network's other outputs passes everything either network
+    passes, at the cost of running both.
     """
 
     def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
@@ -94,11 +99,13 @@ class UnionPNet(torch.nn.Module):
         self.first = first
         self.second = second
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        reg1, prob1 = self.first(x)
-        reg2, prob2 = self.second(x)
-        second = prob2[:, 1:2] > prob1[:, 1:2]
-        return torch.where(second, reg2, reg1), torch.where(second, prob2, prob1)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out1, out2 = self.first(x), self.second(x)
+        second = out2[-1][:, 1:2] > out1[-1][:, 1:2]
+        return tuple(torch.where(second, b, a) for a, b in zip(out1, out2, strict=True))
+
+
+UnionPNet = UnionNet  # the first stage's union, by the name the training code uses
 
 
 def resolve_weights(name: str) -> Path:
@@ -110,32 +117,36 @@ def resolve_weights(name: str) -> Path:
 def load_detector_weights(mtcnn: Any, name: str, device: torch.device) -> None:
     """Replace MTCNN's PNet/RNet/ONet (whichever the file holds) with fine-tuned state dicts.
 
-    A file with a ``pnet_masked`` entry also gets that second PNet, joined to the first one
-    by :class:`UnionPNet`.
+    A ``pnet_masked`` (``rnet_masked``, ``onet_masked``) entry adds a second net to that
+    stage, joined to the first by :class:`UnionNet`.
     """
-    from facenet_pytorch.models.mtcnn import PNet
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
     path = resolve_weights(name)
     if not path.is_file():
         raise FileNotFoundError(f"detector weights not found: {path}")
     state = torch.load(path, map_location=device, weights_only=True)
-    if isinstance(mtcnn.pnet, UnionPNet):  # weights loaded twice: start from the plain PNet
-        mtcnn.pnet = mtcnn.pnet.first
-    for name in NETS:
-        if name in state:
-            getattr(mtcnn, name).load_state_dict(state[name])
-    if MASKED_PNET in state:
-        masked = PNet(pretrained=False)
-        masked.load_state_dict(state[MASKED_PNET])
-        masked.to(device).eval()
-        mtcnn.pnet = UnionPNet(mtcnn.pnet, masked)
-    loaded = ", ".join(k for k in (*NETS, MASKED_PNET) if k in state)
-    logger.info("MTCNN weights from %s (%s)", path, loaded)
+    loaded = []
+    for net_name, build in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        net = getattr(mtcnn, net_name)
+        if isinstance(net, UnionNet):  # weights loaded twice: start from the plain net
+            net = net.first
+            setattr(mtcnn, net_name, net)
+        if net_name in state:
+            net.load_state_dict(state[net_name])
+            loaded.append(net_name)
+        if masked_key(net_name) in state:
+            second = build(pretrained=False)
+            second.load_state_dict(state[masked_key(net_name)])
+            second.to(device).eval()
+            setattr(mtcnn, net_name, UnionNet(net, second))
+            loaded.append(masked_key(net_name))
+    logger.info("MTCNN weights from %s (%s)", path, ", ".join(loaded))
 
 
 def split_pnet(pnet: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:
     """(first PNet, masked PNet or None) of an MTCNN's first stage."""
-    if isinstance(pnet, UnionPNet):
+    if isinstance(pnet, UnionNet):
         return pnet.first, pnet.second
     return pnet, None
 
