@@ -113,13 +113,10 @@ def test_onet_head_refuses_other_input_sizes(tmp_path: Path) -> None:
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Path) -> None:
-    """kaggle_detected: the real detector's boxes on two real scenes, labelled by their GT."""
-    import json
+def fixture_scenes(tmp_path: Path, train: list[str], val: list[str]) -> Path:
+    """tmp_path/shared: the committed evaluation scenes as kaggle-scenes-dev; returns the
+    folder of split lists naming ``train`` and ``val``."""
     import shutil
-
-    from worker.pipeline.detect import MTCNNDetector
-    from worker.training.prepare import PrepareConfig, prepare
 
     fixtures = Path(__file__).resolve().parent.parent / "evaluation" / "fixtures"
     scenes = tmp_path / "shared" / "datasets" / "kaggle-scenes-dev"
@@ -127,8 +124,20 @@ def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Pat
     shutil.copytree(fixtures / "images", scenes / "images")
     splits = tmp_path / "splits"
     splits.mkdir()
-    (splits / "kaggle_scenes_train.txt").write_text("blank_grey\nmaksssksksss523\n")
-    (splits / "kaggle_scenes_val.txt").write_text("maksssksksss125\n")
+    (splits / "kaggle_scenes_train.txt").write_text("".join(f"{s}\n" for s in train))
+    (splits / "kaggle_scenes_val.txt").write_text("".join(f"{s}\n" for s in val))
+    return splits
+
+
+def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Path) -> None:
+    """kaggle_detected: the real detector's boxes on two real scenes, labelled by their GT."""
+    import json
+
+    from worker.pipeline.detect import MTCNNDetector
+    from worker.training.prepare import PrepareConfig, prepare
+
+    splits = fixture_scenes(tmp_path, train=["blank_grey", "maksssksksss523"],
+                            val=["maksssksksss125"])
     out = tmp_path / "crops"
     manifest = prepare(
         tmp_path / "shared", out, PrepareConfig(),
@@ -164,21 +173,13 @@ def test_frame_record_counts_no_not_face_boxes() -> None:
 def test_prepare_data_cuts_with_the_detector_weights_asked_for(tmp_path: Path) -> None:
     import hashlib
     import json
-    import shutil
 
     from typer.testing import CliRunner
 
     from maskwatch.cli import app
     from worker.pipeline.detect import MODELS_DIR
 
-    fixtures = Path(__file__).resolve().parent.parent / "evaluation" / "fixtures"
-    scenes = tmp_path / "shared" / "datasets" / "kaggle-scenes-dev"
-    shutil.copytree(fixtures / "annotations", scenes / "annotations")
-    shutil.copytree(fixtures / "images", scenes / "images")
-    splits = tmp_path / "splits"
-    splits.mkdir()
-    (splits / "kaggle_scenes_train.txt").write_text("maksssksksss523\n")
-    (splits / "kaggle_scenes_val.txt").write_text("maksssksksss125\n")
+    splits = fixture_scenes(tmp_path, train=["maksssksksss523"], val=["maksssksksss125"])
     weights = tmp_path / "weights.pt"
     weights.write_bytes((MODELS_DIR / "mtcnn_finetuned.pt").read_bytes())
     base = ["prepare-data", str(tmp_path / "shared"), "--sources", "kaggle_detected",
