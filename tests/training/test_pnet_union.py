@@ -1,4 +1,4 @@
-"""The two-PNet first stage (worker.pipeline.detect.UnionPNet) and how it is trained and loaded."""
+"""The two-PNet first stage (worker.pipeline.detect.UnionNet) and how it is trained and loaded."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ SCENE_IDS = ("maksssksksss125", "maksssksksss523")
 def test_union_answers_with_the_surer_pnet() -> None:
     from facenet_pytorch.models.mtcnn import PNet
 
-    from worker.pipeline.detect import UnionPNet
+    from worker.pipeline.detect import UnionNet
 
     torch.manual_seed(0)
     first, second = PNet(pretrained=False).eval(), PNet(pretrained=False).eval()
@@ -24,7 +24,7 @@ def test_union_answers_with_the_surer_pnet() -> None:
     with torch.inference_mode():
         reg1, prob1 = first(x)
         reg2, prob2 = second(x)
-        reg, prob = UnionPNet(first, second)(x)
+        reg, prob = UnionNet(first, second)(x)
     assert torch.equal(prob[:, 1], torch.maximum(prob1[:, 1], prob2[:, 1]))
     second_wins = (prob2[:, 1] > prob1[:, 1]).unsqueeze(1)
     assert 0 < int(second_wins.sum()) < second_wins.numel()  # both sides are exercised
@@ -70,7 +70,7 @@ def test_union_of_a_pnet_with_itself_detects_what_it_detects(tmp_path: Path) -> 
     and the file loads as a union without nesting when loaded twice."""
     from facenet_pytorch import MTCNN
 
-    from worker.pipeline.detect import UnionPNet, load_detector_weights
+    from worker.pipeline.detect import UnionNet, load_detector_weights
 
     stock = MTCNN(device="cpu")
     path = tmp_path / "union.pt"
@@ -78,8 +78,8 @@ def test_union_of_a_pnet_with_itself_detects_what_it_detects(tmp_path: Path) -> 
     target = MTCNN(device="cpu")
     for _ in range(2):
         load_detector_weights(target, str(path), torch.device("cpu"))
-        assert isinstance(target.pnet, UnionPNet)
-        assert not isinstance(target.pnet.first, UnionPNet)
+        assert isinstance(target.pnet, UnionNet)
+        assert not isinstance(target.pnet.first, UnionNet)
 
     frame = np.asarray(Image.open(SCENES / "images" / "maksssksksss523.jpg").convert("RGB"))
     plain = _detect(None, frame)
@@ -107,7 +107,7 @@ def test_train_detector_pnet_union_keeps_the_first_pnet(shared_dir: Path, tmp_pa
     from typer.testing import CliRunner
 
     from maskwatch.cli import app
-    from worker.pipeline.detect import MASKED_PNET, UnionPNet, load_detector_weights
+    from worker.pipeline.detect import UnionNet, load_detector_weights
 
     out = tmp_path / "union.pt"
     split = str(shared_dir / "split.txt")
@@ -122,12 +122,48 @@ def test_train_detector_pnet_union_keeps_the_first_pnet(shared_dir: Path, tmp_pa
     stock = MTCNN(device="cpu")
     for key, value in stock.pnet.state_dict().items():
         assert torch.equal(state["pnet"][key], value)  # the first PNet is untouched
-    assert any(not torch.equal(state[MASKED_PNET][k], v)
+    assert any(not torch.equal(state["pnet_masked"][k], v)
                for k, v in stock.pnet.state_dict().items())  # the second one was trained
     assert state["info"]["pnet_union"] is True
 
     target = MTCNN(device="cpu")
     load_detector_weights(target, str(out), torch.device("cpu"))
-    assert isinstance(target.pnet, UnionPNet)
+    assert isinstance(target.pnet, UnionNet)
     frame = np.asarray(Image.open(SCENES / "images" / "maksssksksss125.jpg").convert("RGB"))
     assert len(_detect(str(out), frame)) >= 1
+
+
+def test_train_detector_keeps_a_union_it_does_not_train(shared_dir: Path, tmp_path: Path) -> None:
+    """An init file with a second ONet: training PNet saves that ONet pair as it was (loadable),
+    and retraining ONet itself is refused rather than training two nets as one."""
+    from facenet_pytorch import MTCNN
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from worker.pipeline.detect import UnionNet, load_detector_weights
+
+    stock = MTCNN(device="cpu")
+    init = tmp_path / "init.pt"
+    torch.save({"onet_masked": stock.onet.state_dict(), "info": {}}, init)
+    split = str(shared_dir / "split.txt")
+    common = [str(shared_dir), "--init", str(init), "--split-file", split,
+              "--val-split-file", split, "--pnet-epochs", "1", "--epochs", "1"]
+
+    refused = CliRunner().invoke(app, ["train-detector", *common, "--out",
+                                       str(tmp_path / "no.pt"), "--stages", "onet"])
+    assert refused.exit_code == 2
+    assert "onet" in refused.output and "two nets" in refused.output
+    assert not (tmp_path / "no.pt").exists()
+
+    out = tmp_path / "pnet.pt"
+    result = CliRunner().invoke(app, ["train-detector", *common, "--out", str(out),
+                                      "--stages", "pnet"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(out, weights_only=True)
+    assert {"pnet", "rnet", "onet", "onet_masked"} <= set(state)
+    for key, value in stock.onet.state_dict().items():
+        assert torch.equal(state["onet"][key], value)
+        assert torch.equal(state["onet_masked"][key], value)
+    target = MTCNN(device="cpu")
+    load_detector_weights(target, str(out), torch.device("cpu"))
+    assert isinstance(target.onet, UnionNet) and not isinstance(target.pnet, UnionNet)

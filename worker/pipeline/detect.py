@@ -74,12 +74,11 @@ class MTCNNDetector:
 
 
 NETS = ("pnet", "rnet", "onet")
-#: A file may hold a second net per stage (``pnet_masked``, ...): that stage becomes a UnionNet.
-MASKED_PNET = "pnet_masked"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def masked_key(name: str) -> str:
+    """A weights file's key for a stage's second net (``pnet_masked``, ...): a UnionNet."""
     return f"{name}_masked"
 
 
@@ -103,9 +102,6 @@ class UnionNet(torch.nn.Module):
         out1, out2 = self.first(x), self.second(x)
         second = out2[-1][:, 1:2] > out1[-1][:, 1:2]
         return tuple(torch.where(second, b, a) for a, b in zip(out1, out2, strict=True))
-
-
-UnionPNet = UnionNet  # the first stage's union, by the name the training code uses
 
 
 def resolve_weights(name: str) -> Path:
@@ -144,11 +140,22 @@ def load_detector_weights(mtcnn: Any, name: str, device: torch.device) -> None:
     logger.info("MTCNN weights from %s (%s)", path, ", ".join(loaded))
 
 
-def split_pnet(pnet: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """(first PNet, masked PNet or None) of an MTCNN's first stage."""
-    if isinstance(pnet, UnionNet):
-        return pnet.first, pnet.second
-    return pnet, None
+def split_stage(net: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(first net, second net or None) of one MTCNN stage, a plain net or a UnionNet."""
+    if isinstance(net, UnionNet):
+        return net.first, net.second
+    return net, None
+
+
+def detector_state(mtcnn: Any) -> dict[str, Any]:
+    """MTCNN's three stages as a weights file holds them: each union as first + ``*_masked``."""
+    state: dict[str, Any] = {}
+    for name in NETS:
+        first, second = split_stage(getattr(mtcnn, name))
+        state[name] = first.state_dict()
+        if second is not None:
+            state[masked_key(name)] = second.state_dict()
+    return state
 
 
 def _resize(frame: np.ndarray, scale: float) -> np.ndarray:

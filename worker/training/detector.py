@@ -619,9 +619,9 @@ def finetune_pnet(
 
     The report is the share of masked / unmasked face windows PNet passes at its threshold,
     and of negative windows (a proxy: a face needs only one window of the pyramid to pass).
-    With ``union_with`` (the first PNet of a UnionPNet) it also reports the union's shares.
+    With ``union_with`` (the first PNet of a UnionNet) it also reports the union's shares.
     """
-    from worker.pipeline.detect import UnionPNet
+    from worker.pipeline.detect import UnionNet
 
     started = time.monotonic()
     pnet.eval()
@@ -643,7 +643,7 @@ def finetune_pnet(
         info["after_val"] = score_report(pnet, val.crops, val, config.threshold)
         log(f"pnet after (val windows): {info['after_val']}")
         if union_with is not None:
-            union = UnionPNet(union_with, pnet)
+            union = UnionNet(union_with, pnet)
             info["union_val"] = score_report(union, val.crops, val, config.threshold)
             log(f"union of both PNets (val windows): {info['union_val']}")
     info["seconds"] = time.monotonic() - started
@@ -669,7 +669,8 @@ def train_detector(
     PNet goes first, so RNet/ONet's hard negatives are what the new PNet proposes.
     With ``pnet_union`` the fine-tuned PNet is a second one (``pnet_masked``, a copy of the
     first to start with, or init's own) and the first stays as it was: the detector then
-    runs both (:class:`worker.pipeline.detect.UnionPNet`).
+    runs both (:class:`worker.pipeline.detect.UnionNet`).
+    A stage to be retrained must not be a union already (an ``init`` with ``rnet_masked``).
     """
     import copy
 
@@ -678,11 +679,10 @@ def train_detector(
 
     from worker.evaluation.scenes import load_scenes, read_split
     from worker.pipeline.detect import (
-        MASKED_PNET,
-        NETS,
-        UnionPNet,
+        UnionNet,
+        detector_state,
         load_detector_weights,
-        split_pnet,
+        split_stage,
     )
 
     unknown = set(stages) - set(STAGES)
@@ -708,26 +708,25 @@ def train_detector(
         "scenes": len(scenes),
         "split_file": split_file.name,
     }
-    first, masked = split_pnet(mtcnn.pnet)
+    later = [name for name in ("rnet", "onet") if name in stages]
+    unions = [name for name in later if isinstance(getattr(mtcnn, name), UnionNet)]
+    if unions:
+        raise ValueError(f"{init} holds two nets for {unions}: retrain from a file with one")
+    first, masked = split_stage(mtcnn.pnet)
     if pnet_union:
         masked = masked if masked is not None else copy.deepcopy(first)
-        mtcnn.pnet = UnionPNet(first, masked)
+        mtcnn.pnet = UnionNet(first, masked)
     info["pnet_union"] = masked is not None
     if "pnet" in stages:
         trained = masked if pnet_union else first
         info["pnet"] = finetune_pnet(trained, scenes, pnet_config or PNetTrainConfig(),
                                      val_scenes, log, on_scene,
                                      union_with=first if pnet_union else None)
-    later = [name for name in ("rnet", "onet") if name in stages]
     if later:
         info["rnet_onet"] = finetune_rnet_onet(mtcnn, scenes, config, later, log, on_scene)
     info["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: getattr(mtcnn, name).state_dict() for name in NETS if name != "pnet"}
-    state["pnet"] = first.state_dict()
-    if masked is not None:
-        state[MASKED_PNET] = masked.state_dict()
-    torch.save({**state, "info": info}, out)
+    torch.save({**detector_state(mtcnn), "info": info}, out)
     return info
 
 
