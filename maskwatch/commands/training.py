@@ -251,6 +251,10 @@ def train_detector(
         "and proposes what either proposes (pnet_masked in the file)."))] = False,
     pnet_unmasked_factor: Annotated[int, typer.Option(
         help="PNet samples per unmasked face, as a multiple of those per masked face.")] = 3,
+    neg_veto: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0,
+        help="Drop RNet/ONet negatives that the wheel's ONet calls a face at this probability "
+             "or more (likely faces the scenes do not box).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
@@ -262,7 +266,7 @@ def train_detector(
     from worker.training.prepare import DEFAULT_SPLITS_DIR
 
     torch.set_num_threads(threads)
-    config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed)
+    config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed, neg_veto=neg_veto)
     pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed,
                                   unmasked_factor=pnet_unmasked_factor)
     split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"

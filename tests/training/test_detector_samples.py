@@ -154,3 +154,33 @@ def test_train_detector_refuses_unknown_stages(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "stages must be some of" in result.output
     assert not out.exists()
+
+
+class _FaceProbByMean(torch.nn.Module):
+    """A stand-in ONet: a crop's face probability is its mean pixel (crops are uniform here)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        face = (x.mean(dim=(1, 2, 3)) / 0.0078125 + 127.5) / 255.0  # back to [0, 1]
+        n = len(x)
+        return torch.zeros(n, 4), torch.zeros(n, 10), torch.stack([1 - face, face], 1)
+
+
+def test_neg_veto_drops_only_face_like_negatives() -> None:
+    from worker.training.detector import SampleSet, veto_face_like_negatives
+
+    levels = [250, 20, 250, 240, 100]  # mean pixel: teacher face prob 0.98, 0.08, 0.98, 0.94, 0.39
+    labels = np.array([LABEL_NEG, LABEL_NEG, LABEL_POS, LABEL_NEG, LABEL_PART])
+    crops48 = torch.stack([torch.full((3, 48, 48), v, dtype=torch.uint8) for v in levels])
+    crops24 = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 3, 24, 24)
+    samples = SampleSet(crops24, crops48, labels, np.eye(5, 4, dtype=np.float32),
+                        np.array([False, False, True, False, True]))
+
+    kept = veto_face_like_negatives(samples, 0.95, teacher=_FaceProbByMean())
+    # the first negative goes (0.98); the positive at 0.98 and the 0.94 negative stay
+    assert kept.vetoed == 1
+    assert kept.labels.tolist() == [LABEL_NEG, LABEL_POS, LABEL_NEG, LABEL_PART]
+    assert kept.crops24[:, 0, 0, 0].tolist() == [1, 2, 3, 4]  # rows stay aligned
+    assert kept.targets[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert kept.targets[0, 1] == 1.0  # row 1's target (eye row 1)
+    assert kept.masked.tolist() == [False, True, False, True]
+    assert veto_face_like_negatives(samples, 0.9, teacher=_FaceProbByMean()).vetoed == 2
