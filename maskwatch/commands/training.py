@@ -255,6 +255,9 @@ def train_detector(
         min=0.0, max=1.0,
         help="Drop RNet/ONet negatives that the wheel's ONet calls a face at this probability "
              "or more (likely faces the scenes do not box).")] = None,
+    unmasked_factor: Annotated[int, typer.Option(
+        min=1, help="RNet/ONet samples per unmasked face, as a multiple of those per masked face."
+    )] = 1,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
@@ -266,7 +269,8 @@ def train_detector(
     from worker.training.prepare import DEFAULT_SPLITS_DIR
 
     torch.set_num_threads(threads)
-    config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed, neg_veto=neg_veto)
+    config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed, neg_veto=neg_veto,
+                                 unmasked_factor=unmasked_factor)
     pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed,
                                   unmasked_factor=pnet_unmasked_factor)
     split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"

@@ -184,3 +184,21 @@ def test_neg_veto_drops_only_face_like_negatives() -> None:
     assert kept.targets[0, 1] == 1.0  # row 1's target (eye row 1)
     assert kept.masked.tolist() == [False, True, False, True]
     assert veto_face_like_negatives(samples, 0.9, teacher=_FaceProbByMean()).vetoed == 2
+
+
+def test_unmasked_factor_multiplies_the_unmasked_faces_samples() -> None:
+    from worker.training.detector import DetectorTrainConfig, scene_boxes
+
+    gt = np.array([[20.0, 20.0, 80.0, 80.0], [200.0, 40.0, 260.0, 100.0]])
+    is_masked = np.array([True, False])
+    none = np.zeros((0, 4))
+
+    def per_face(factor: int) -> list[int]:
+        config = DetectorTrainConfig(unmasked_factor=factor, neg_per_scene=0, hard_neg_per_scene=0)
+        got = scene_boxes(gt, is_masked, (300, 300), none, config, np.random.default_rng(0))
+        faces = [categorise(box, gt) for box in got.boxes]
+        return [sum(1 for label, face in faces if label == LABEL_POS and face == k) for k in (0, 1)]
+
+    config = DetectorTrainConfig()
+    assert per_face(1) == [config.pos_per_face, config.pos_per_face]
+    assert per_face(3) == [config.pos_per_face, 3 * config.pos_per_face]

@@ -152,6 +152,9 @@ class DetectorTrainConfig:
     #: kaggle scenes do not box every face, and an unboxed face taught as "not a face" costs
     #: recall on real ones (unmasked most, as they are the rarer). None keeps every negative.
     neg_veto: float | None = None
+    #: Positive and part samples per unmasked face, as a multiple of those per masked face
+    #: (unmasked faces are about five times rarer in the kaggle scenes). 1: the same number.
+    unmasked_factor: int = 1
 
 
 @dataclass
@@ -217,12 +220,13 @@ def scene_boxes(
     """Positives/parts jittered around each GT face, random and hard (proposal) negatives."""
     h, w = hw
     out = _Collector(gt, is_masked)
-    for face in gt:
+    for face, face_masked in zip(gt, is_masked, strict=True):
         if min(face[2] - face[0], face[3] - face[1]) < config.min_face:
             continue
-        quota = {LABEL_POS: config.pos_per_face, LABEL_PART: config.part_per_face}
+        times = 1 if face_masked else config.unmasked_factor
+        quota = {LABEL_POS: config.pos_per_face * times, LABEL_PART: config.part_per_face * times}
         for box in jitter_boxes(
-            face[None], 12 * config.pos_per_face, rng, shift=0.3, scale=(0.75, 1.3)
+            face[None], 12 * quota[LABEL_POS], rng, shift=0.3, scale=(0.75, 1.3)
         ):
             label, _ = categorise(box, gt)
             if quota.get(label, 0) > 0:
