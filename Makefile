@@ -1,7 +1,7 @@
 # One entry point for people and CI. `make demo` and `make test` each do all set-up first.
 VENV ?= .venv
-BIN := $(VENV)/bin
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
 
 .PHONY: setup demo test lint bench
 
