@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     detector_weights: str | None = Field(
         "mtcnn_finetuned.pt",
         description="fine-tuned MTCNN (PNet/RNet/ONet) file (in worker/models/); "
-        "empty for MTCNN's stock weights",
+        "a.pt+b.pt runs two detectors and merges their boxes; empty for MTCNN's stock weights",
     )
     upscale: float = Field(1.0, ge=0.25, le=4.0)
     min_detect_side: int = Field(600, ge=0, description="smaller frames are enlarged to this")

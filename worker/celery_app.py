@@ -120,7 +120,7 @@ class WorkerProcess:
     def models_for(self, analysis: AnalysisSettings) -> Models:
         """The models for a job's settings; a detector for new settings is built once."""
         from worker.pipeline.analyze import Models
-        from worker.pipeline.detect import MTCNNDetector
+        from worker.pipeline.detect import build_detector
 
         config = analysis.detector_config()
         detector = self.detectors.get(config)
@@ -128,7 +128,7 @@ class WorkerProcess:
             if len(self.detectors) >= MAX_DETECTORS_PER_PROCESS:
                 for key in [k for k in self.detectors if k != self.default_config]:
                     del self.detectors[key]
-            detector = self.detectors[config] = MTCNNDetector(config, self.device)
+            detector = self.detectors[config] = build_detector(config, self.device)
         return Models(detector=detector, classifier=self.classifier, device=self.device)
 
     def close(self) -> None:

@@ -77,11 +77,10 @@ def evaluate_scenes(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     detector_weights: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="MTCNN weights file (default: the configured ones, i.e. the shipped fine-tuned).",
+            help="MTCNN weights file, or a.pt+b.pt for two detectors merged (default: the "
+            "configured ones, i.e. the shipped fine-tuned).",
         ),
     ] = None,
 ) -> None:
@@ -96,7 +95,7 @@ def evaluate_scenes(
         upscale=upscale,
         face_threshold=face_threshold,
         detector_thresholds=parse_thresholds(thresholds),
-        detector_weights=str(detector_weights) if detector_weights is not None else None,
+        detector_weights=detector_weights,
     )
     scene_ids = read_split(split_file) if split_file is not None else None
     try:

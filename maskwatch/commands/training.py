@@ -64,17 +64,18 @@ def prepare_data(
 
     import torch
 
-    from worker.pipeline.detect import MTCNNDetector
+    from worker.pipeline.detect import build_detector
     from worker.training.prepare import DEFAULT_SPLITS_DIR, PrepareConfig, prepare
 
     torch.set_num_threads(1)
     config = PrepareConfig(val_fraction=val_fraction, seed=seed)
     if detector_weights is not None:
-        from worker.pipeline.detect import resolve_weights
+        from worker.pipeline.detect import resolve_weights, weights_names
 
-        if not resolve_weights(detector_weights).is_file():
-            raise typer.BadParameter(f"no such file: {resolve_weights(detector_weights)}",
-                                     param_hint="--detector-weights")
+        for name in weights_names(detector_weights):
+            if name is not None and not resolve_weights(name).is_file():
+                raise typer.BadParameter(f"no such file: {resolve_weights(name)}",
+                                         param_hint="--detector-weights")
         config = replace(
             config,
             detector=replace(config.detector, detector_weights=detector_weights),
@@ -84,7 +85,7 @@ def prepare_data(
         task = progress.add_task("faces", total=None, info="")
         manifest = prepare(
             shared_dir, out, config,
-            make_detector=lambda c: MTCNNDetector(c, torch.device("cpu")),
+            make_detector=lambda c: build_detector(c, torch.device("cpu")),
             sources=[s.strip() for s in sources.split(",") if s.strip()],
             cache_dir=cache_dir, splits_dir=splits_dir or DEFAULT_SPLITS_DIR,
             write_splits=write_splits, on_item=lambda: progress.advance(task))

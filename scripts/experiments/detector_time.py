@@ -3,10 +3,11 @@
     python scripts/experiments/detector_time.py WEIGHTS... [--scenes 20] [--rounds 3] [--threads 1]
 
 Each WEIGHTS is a train-detector file (a name under worker/models/ or a path; `stock` means the
-wheel's weights). Per round, each detector runs on a synthetic 1280x720 frame of four committed
-test faces and on the first N validation scenes of kaggle-scenes-dev (if ../shared is there),
-with the shipped DetectorConfig otherwise (min face 20, frames enlarged to 600 px). Alternating
-the detectors inside each round keeps their figures comparable on a machine whose load varies.
+wheel's weights; `a.pt+b.pt` two detectors merged). Per round, each detector runs on a synthetic
+1280x720 frame of four committed test faces and on the first N validation scenes of
+kaggle-scenes-dev (if ../shared is there), with the shipped DetectorConfig otherwise (min face
+20, frames enlarged to 600 px). Alternating the detectors inside each round keeps their figures
+comparable on a machine whose load varies.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.scenes import render_composition  # noqa: E402
 from worker.pipeline.config import DetectorConfig  # noqa: E402
-from worker.pipeline.detect import MTCNNDetector  # noqa: E402
+from worker.pipeline.detect import build_detector  # noqa: E402
 
 SCENES = ROOT.parent / "shared" / "datasets" / "kaggle-scenes-dev" / "images"
 VAL = ROOT / "worker" / "training" / "splits" / "kaggle_scenes_val.txt"
@@ -44,8 +45,8 @@ def main() -> None:
     ids = VAL.read_text().split()[: args.scenes] if SCENES.is_dir() else []
     scenes = [np.asarray(Image.open(SCENES / f"{i}.jpg").convert("RGB")) for i in ids]
     detectors = {
-        w: MTCNNDetector(DetectorConfig(detector_weights=None if w == "stock" else w),
-                         torch.device("cpu"))
+        w: build_detector(DetectorConfig(detector_weights=None if w == "stock" else w),
+                          torch.device("cpu"))
         for w in args.weights
     }
     times: dict[str, dict[str, list[float]]] = {w: {"720p": [], "scene": []} for w in detectors}

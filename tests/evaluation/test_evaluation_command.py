@@ -113,3 +113,20 @@ def test_bad_thresholds_are_refused(cli: typer.Typer) -> None:
     )
     assert result.exit_code == 2
     assert "expected three numbers" in result.output
+
+
+def test_two_merged_detectors_are_scored_and_a_missing_file_is_refused(
+    cli: typer.Typer, always_masked: Path
+) -> None:
+    merged = json.loads(run(cli, "--json", "--checkpoint", str(always_masked),
+                            "--detector-weights", "mtcnn_finetuned.pt+mtcnn_union.pt"))
+    alone = json.loads(run(cli, "--json", "--checkpoint", str(always_masked)))
+    assert merged["settings"]["detector_weights"] == "mtcnn_finetuned.pt+mtcnn_union.pt"
+    # the merge keeps every face the shipped detector finds on the two fixture scenes
+    assert merged["faces"]["recall"] >= alone["faces"]["recall"] > 0
+
+    result = CliRunner().invoke(cli, [
+        "evaluate-scenes", str(FIXTURES / "annotations"), str(FIXTURES / "images"),
+        "--detector-weights", "mtcnn_finetuned.pt+no_such_weights.pt"])
+    assert result.exit_code == 2
+    assert "no_such_weights.pt" in result.output

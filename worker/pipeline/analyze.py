@@ -13,7 +13,7 @@ from storage.records import FaceRecord, FrameRecord
 from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
 from worker.pipeline.config import AnalysisSettings
 from worker.pipeline.decode import Frame
-from worker.pipeline.detect import FaceDetector, MTCNNDetector
+from worker.pipeline.detect import FaceDetector, build_detector
 from worker.pipeline.device import configure_threads, resolve_device
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
@@ -42,7 +42,7 @@ def load_models(
     """Build MTCNN and our CNN on the chosen device (call once per process, after any fork)."""
     configure_threads(threads)
     torch_device = resolve_device(device)
-    detector = MTCNNDetector(settings.detector_config(), torch_device)
+    detector = build_detector(settings.detector_config(), torch_device)
     classifier = CNNMaskClassifier.from_file(checkpoint, torch_device)
     logger.info("models loaded on %s (classes %s)", torch_device, classifier.class_names)
     return Models(detector=detector, classifier=classifier, device=torch_device)

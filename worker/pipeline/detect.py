@@ -73,6 +73,55 @@ class MTCNNDetector:
         return Detections(xyxy[keep], confidence[keep], landmarks[keep])
 
 
+#: ``"a.pt+b.pt"`` as detector weights: one MTCNN per file, their boxes merged (MergedDetector).
+WEIGHTS_SEPARATOR = "+"
+MERGE_IOU = 0.5
+
+
+def weights_names(weights: str | None) -> list[str | None]:
+    """The weights files a detector setting names: one per MTCNN (None: the wheel's weights)."""
+    if weights is None:
+        return [None]
+    return [part for part in weights.split(WEIGHTS_SEPARATOR) if part] or [None]
+
+
+class MergedDetector:
+    """Several detectors on the same frames; where their boxes overlap (IoU >= MERGE_IOU), the
+    more confident one is kept.
+
+    The shipped detector keeps unmasked faces that a detector retrained on masked faces loses,
+    and the retrained one finds masked faces the shipped one misses (docs/model-card.md, "Two
+    detectors merged"); merged, each covers the other's misses, at the sum of their costs.
+    """
+
+    def __init__(self, detectors: Sequence[FaceDetector]) -> None:
+        self.detectors = list(detectors)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        from torchvision.ops import nms
+
+        answers = [detector.detect(frames) for detector in self.detectors]
+        merged = []
+        for per_frame in zip(*answers, strict=True):
+            xyxy = np.concatenate([d.xyxy for d in per_frame])
+            confidence = np.concatenate([d.confidence for d in per_frame])
+            landmarks = np.concatenate([d.landmarks for d in per_frame])
+            keep = nms(torch.from_numpy(xyxy), torch.from_numpy(confidence), MERGE_IOU).numpy()
+            merged.append(Detections(xyxy[keep], confidence[keep], landmarks[keep]))
+        return merged
+
+
+def build_detector(config: DetectorConfig, device: torch.device) -> FaceDetector:
+    """The detector a config names: one MTCNN, or a MergedDetector for ``a.pt+b.pt``."""
+    from dataclasses import replace
+
+    names = weights_names(config.detector_weights)
+    if len(names) == 1:
+        return MTCNNDetector(config, device)
+    return MergedDetector([MTCNNDetector(replace(config, detector_weights=name), device)
+                           for name in names])
+
+
 NETS = ("pnet", "rnet", "onet")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 

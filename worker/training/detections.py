@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.pipeline.detect import DetectorConfig, FaceDetector, resolve_weights
+from worker.pipeline.detect import DetectorConfig, FaceDetector, resolve_weights, weights_names
 from worker.pipeline.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -20,10 +20,11 @@ logger = logging.getLogger(__name__)
 def detector_identity(config: DetectorConfig) -> dict[str, object]:
     """The detector's settings and the SHA-1 of its weights file: what its output depends on."""
     key: dict[str, object] = asdict(config)
-    if config.detector_weights:  # retrained weights under the same name are another detector
-        weights = resolve_weights(config.detector_weights)
-        if weights.is_file():
-            key["weights_sha1"] = hashlib.sha1(weights.read_bytes()).hexdigest()
+    hashes = [hashlib.sha1(path.read_bytes()).hexdigest()
+              for name in weights_names(config.detector_weights) if name is not None
+              for path in [resolve_weights(name)] if path.is_file()]
+    if hashes:  # retrained weights under the same name are another detector
+        key["weights_sha1"] = hashes[0] if len(hashes) == 1 else hashes
     return key
 
 
