@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command("prepare-data")(prepare_data)
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("ensemble")(ensemble)
     app.command("train-detector")(train_detector)
 
 
@@ -155,6 +156,33 @@ def train(
                   f"{info['seconds']:.0f} s training")
     if "val" in result.checkpoint.metrics:
         _print_report(result.checkpoint.metrics["val"])
+
+
+def ensemble(
+    checkpoints: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, help="Trained classifier checkpoints (two or more).")],
+    out: Annotated[Path, typer.Option("--out", help="The ensemble checkpoint to write.")],
+    val_dir: Annotated[list[Path] | None, typer.Option(
+        exists=True, file_okay=False,
+        help="Held-out class folders to score the ensemble on (kept in the file, as train does)."
+    )] = None,
+) -> None:
+    """Average several classifiers trained with one recipe (e.g. different seeds) into one file."""
+    from worker.pipeline.classify import Checkpoint, ensemble_checkpoint
+    from worker.training.evaluate import evaluate_checkpoint
+
+    try:
+        combined = ensemble_checkpoint([Checkpoint.load(path) for path in checkpoints])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CHECKPOINTS") from exc
+    combined.training["member_files"] = [path.name for path in checkpoints]
+    combined.save(out)
+    if val_dir:
+        combined.metrics = {"val": evaluate_checkpoint(Checkpoint.load(out), val_dir)}
+        combined.save(out)
+        _print_report(combined.metrics["val"])
+    console.print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB): "
+                  f"{len(checkpoints)} members, classes {list(combined.class_names)}")
 
 
 def evaluate(

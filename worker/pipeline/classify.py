@@ -150,11 +150,33 @@ class ONetHead(nn.Module):
         return self
 
 
+class EnsembleNet(nn.Module):
+    """Several classifiers of one architecture read as one: their softmax probabilities averaged.
+
+    ``forward`` returns the log of the mean probability, so the softmax that callers apply to
+    "logits" gives back exactly the mean. Averaging members trained with different seeds
+    lowers the seed-to-seed spread that a single network shows (docs/model-card.md).
+    """
+
+    def __init__(self, num_classes: int, member_arch: str, members: int,
+                 member_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            build_model(member_arch, num_classes, **(member_kwargs or {})) for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([torch.softmax(m(x), dim=1) for m in self.members])
+        return probabilities.mean(dim=0).clamp_min(1e-12).log()
+
+
 def build_model(arch: str, num_classes: int, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """The classifier architectures we train and ship, by name.
 
     ``pretrained`` only matters for ``onet_head`` (O-Net's trunk from facenet-pytorch's wheel).
+    ``ensemble`` is several trained members averaged (:func:`ensemble_checkpoint`).
     """
+    if arch == "ensemble":
+        return EnsembleNet(num_classes, **kwargs)
     if arch == "mask_cnn":
         return MaskCNN(num_classes, **kwargs)
     if arch == "onet_head":
@@ -225,6 +247,33 @@ class Checkpoint:
         model = build_model(self.arch, len(self.class_names), **self.arch_kwargs)
         model.load_state_dict(self.state_dict)
         return model.eval()
+
+
+def ensemble_checkpoint(members: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint that averages ``members`` (same architecture, classes and crop preset)."""
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two checkpoints")
+    first = members[0]
+    for other in members[1:]:
+        if (other.arch, other.class_names, other.preset, other.arch_kwargs) != (
+                first.arch, first.class_names, first.preset, first.arch_kwargs):
+            raise ValueError("ensemble members must share architecture, classes and crop preset")
+    if first.arch == "ensemble":
+        raise ValueError("ensemble members must be single networks")
+    state = {f"members.{k}.{name}": value
+             for k, member in enumerate(members) for name, value in member.state_dict.items()}
+    return Checkpoint(
+        arch="ensemble",
+        class_names=first.class_names,
+        preset=first.preset,
+        state_dict=state,
+        arch_kwargs={"member_arch": first.arch, "members": len(members),
+                     "member_kwargs": dict(first.arch_kwargs)},
+        training={
+            "data_dirs": sorted({d for m in members for d in m.training.get("data_dirs", [])}),
+            "members": [m.training for m in members],
+        },
+    )
 
 
 class MaskClassifier(Protocol):
