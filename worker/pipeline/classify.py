@@ -304,5 +304,7 @@ class CNNMaskClassifier:
         with torch.inference_mode():
             image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
             batch = normalize(crop_faces(image, xyxy, self.preset), self.preset)
+            if self.device.type == "cpu":  # ~2x faster convolutions and pooling on the CPU
+                batch = batch.contiguous(memory_format=torch.channels_last)
             probabilities = torch.softmax(self.model(batch), dim=1)
         return FaceLabels(self.class_names, probabilities.float().cpu().numpy())
