@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from worker.pipeline.cascade import CascadeFrame, UnionNet, detect_faces
 from worker.pipeline.config import DetectorConfig
 from worker.pipeline.types import Detections
 
@@ -25,10 +27,13 @@ class FaceDetector(Protocol):
 
 
 class MTCNNDetector:
-    """facenet-pytorch's MTCNN with the weights shipped in its wheel.
+    """MTCNN: facenet-pytorch's networks, with its wheel's weights or ours.
 
-    MTCNN returns ``None`` or object arrays depending on what it found; this adapter turns
-    every answer into float32 ``Detections`` and never raises on an empty or tiny frame.
+    On the CPU the cascade runs in worker/pipeline/cascade.py: facenet-pytorch's steps with
+    faster resampling and channels-last tensors, the same boxes (tests/pipeline/
+    test_detector_speedups.py). Elsewhere facenet-pytorch's ``MTCNN.detect`` runs, whose
+    ``None`` or object arrays are turned into float32 ``Detections``. Neither raises on an
+    empty or tiny frame.
     """
 
     def __init__(self, config: DetectorConfig, device: torch.device) -> None:
@@ -46,27 +51,49 @@ class MTCNNDetector:
         )
         if config.detector_weights is not None:
             load_detector_weights(self._mtcnn, config.detector_weights, device)
-        if device.type == "cpu":
-            for name in NETS:
-                feed_channels_last(getattr(self._mtcnn, name))
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         # Batching gives MTCNN no gain on CPU and needs equal frame sizes: go frame by frame.
-        return [self._detect_one(frame) for frame in frames]
+        return [self.detect_prepared(*self.prepare(frame)) for frame in frames]
 
-    def _detect_one(self, frame: np.ndarray) -> Detections:
+    @property
+    def uses_cascade(self) -> bool:
+        """On the CPU the cascade of worker/pipeline/cascade.py runs; elsewhere facenet's own
+        ``MTCNN.detect`` (the cascade's integral image is CPU code, and no GPU was at hand to
+        measure one on)."""
+        return self.device.type == "cpu"
+
+    def prepare(self, frame: np.ndarray) -> tuple[PreparedFrame, np.ndarray | CascadeFrame | None]:
+        """The frame as this detector's cascade reads it (enlarged if small); None if too small."""
         height, width = frame.shape[:2]
         scale = self.config.scale_for(width, height)
         if scale != 1.0:
             frame = _resize(frame, scale)
         # MTCNN's image pyramid is empty for frames smaller than min_face_size (torch.cat crash).
         if min(frame.shape[:2]) < max(self.config.min_face_size, 12):
+            return PreparedFrame(width, height, scale), None
+        if self.uses_cascade:
+            return PreparedFrame(width, height, scale), CascadeFrame(frame, channels_last=True)
+        return PreparedFrame(width, height, scale), frame
+
+    def detect_prepared(self, prepared: PreparedFrame,
+                        frame: np.ndarray | CascadeFrame | None) -> Detections:
+        if frame is None:
             return Detections.empty()
+        mtcnn = self._mtcnn
         with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(frame, landmarks=True)
-        if boxes is None:
-            return Detections.empty()
-        xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
+            if isinstance(frame, CascadeFrame):
+                boxes, points = detect_faces(frame, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
+                                             self.config.min_face_size, self.config.thresholds)
+                if len(boxes) == 0:
+                    return Detections.empty()
+                xyxy, probs = boxes[:, :4], boxes[:, 4]
+            else:
+                xyxy, probs, points = mtcnn.detect(frame, landmarks=True)
+                if xyxy is None:
+                    return Detections.empty()
+        width, height, scale = prepared.width, prepared.height, prepared.scale
+        xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4) / scale
         confidence = np.asarray(probs, dtype=np.float32).reshape(-1)
         landmarks = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) / scale
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
@@ -74,6 +101,15 @@ class MTCNNDetector:
         sized = (xyxy[:, 2] - xyxy[:, 0] >= 2) & (xyxy[:, 3] - xyxy[:, 1] >= 2)
         keep = (confidence >= self.config.face_threshold) & sized
         return Detections(xyxy[keep], confidence[keep], landmarks[keep])
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame's original size and the factor it was enlarged by before detection."""
+
+    width: int
+    height: int
+    scale: float
 
 
 #: ``"a.pt+b.pt"`` as detector weights: one MTCNN per file, their boxes merged (MergedDetector).
@@ -99,13 +135,22 @@ class MergedDetector:
 
     def __init__(self, detectors: Sequence[FaceDetector]) -> None:
         self.detectors = list(detectors)
+        self._cascades = _shared_cascades(self.detectors)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         from torchvision.ops import nms
 
-        answers = [detector.detect(frames) for detector in self.detectors]
+        if self._cascades:  # one enlarged frame, pyramid and first-stage answers for all
+            answers = []
+            for frame in frames:
+                prepared, shared = self._cascades[0].prepare(frame)
+                answers.append([d.detect_prepared(prepared, shared) for d in self._cascades])
+            per_frames: Iterable[Sequence[Detections]] = answers
+        else:
+            per_frames = zip(*[detector.detect(frames) for detector in self.detectors],
+                             strict=True)
         merged = []
-        for per_frame in zip(*answers, strict=True):
+        for per_frame in per_frames:
             xyxy = np.concatenate([d.xyxy for d in per_frame])
             confidence = np.concatenate([d.confidence for d in per_frame])
             landmarks = np.concatenate([d.landmarks for d in per_frame])
@@ -114,10 +159,48 @@ class MergedDetector:
         return merged
 
 
+def _shared_cascades(detectors: Sequence[FaceDetector]) -> list[MTCNNDetector]:
+    """The detectors again if they can share each frame's cascade work, else [].
+
+    They can when all are CPU cascades with the same settings apart from their weights (so
+    the same enlarged frame and pyramid); first-stage networks with equal weights are then
+    made one module, so that a frame's answer from it is computed once (the stock PNet is in
+    both shipped detectors).
+    """
+    if not detectors or not all(isinstance(d, MTCNNDetector) and d.uses_cascade
+                                for d in detectors):
+        return []
+    cascades = [d for d in detectors if isinstance(d, MTCNNDetector)]
+    settings = {replace(d.config, detector_weights=None) for d in cascades}
+    if len(settings) != 1:
+        return []
+    seen: list[torch.nn.Module] = []
+
+    def one_of_equal(net: torch.nn.Module) -> torch.nn.Module:
+        for other in seen:
+            if _same_weights(net, other):
+                return other
+        seen.append(net)
+        return net
+
+    for detector in cascades:
+        first, second = split_stage(detector._mtcnn.pnet)
+        if second is None:
+            detector._mtcnn.pnet = one_of_equal(first)
+        else:
+            detector._mtcnn.pnet.first = one_of_equal(first)
+            detector._mtcnn.pnet.second = one_of_equal(second)
+    return cascades
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return (type(a) is type(b) and state_a.keys() == state_b.keys()
+            and all(torch.equal(state_a[k], state_b[k]) for k in state_a))
+
+
 def build_detector(config: DetectorConfig, device: torch.device) -> FaceDetector:
     """The detector a config names: one MTCNN, or a MergedDetector for ``a.pt+b.pt``."""
-    from dataclasses import replace
-
     names = weights_names(config.detector_weights)
     if len(names) == 1:
         return MTCNNDetector(config, device)
@@ -132,43 +215,6 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 def masked_key(name: str) -> str:
     """A weights file's key for a stage's second net (``pnet_masked``, ...): a UnionNet."""
     return f"{name}_masked"
-
-
-class UnionNet(torch.nn.Module):
-    """Two networks of one MTCNN stage read as one: each answer comes from the surer of the two.
-
-    MTCNN's stock PNet proposes unmasked faces well and masked ones poorly; a PNet fine-tuned
-    on masked faces does the opposite (docs/model-card.md). ``detect_face`` thresholds each
-    stage's face probability (the last output, per PNet cell or per RNet/ONet box) and uses
-    that cell's or box's regression (and ONet's landmarks), so answering with the higher
-    probability and the same network's other outputs passes everything either network
-    passes, at the cost of running both.
-    """
-
-    def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
-        super().__init__()
-        self.first = first
-        self.second = second
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out1, out2 = self.first(x), self.second(x)
-        second = out2[-1][:, 1:2] > out1[-1][:, 1:2]
-        return tuple(torch.where(second, b, a) for a, b in zip(out1, out2, strict=True))
-
-
-def _to_channels_last(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
-
-
-def feed_channels_last(net: torch.nn.Module) -> None:
-    """Hand a stage's network its input in channels-last layout.
-
-    On the CPU, PyTorch's max-pooling and convolutions on NCHW tensors dominate MTCNN's time;
-    the same networks on channels-last tensors run 2-2.6x faster with outputs equal to within
-    2e-6 (docs/benchmarks.md, "Detector networks on channels-last tensors"). The weights and
-    ``detect_face`` are untouched: only the layout of each stage's input changes.
-    """
-    net.register_forward_pre_hook(_to_channels_last)
 
 
 def resolve_weights(name: str) -> Path:
