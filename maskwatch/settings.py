@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.pipeline.config import FAST_DETECTOR_WEIGHTS, SHIPPED_DETECTOR_WEIGHTS
+
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "worker" / "models" / "mask_cnn.pt"
 
 
@@ -38,9 +40,11 @@ class Settings(BaseSettings):
     detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
     face_threshold: float = 0.9
     detector_weights: str | None = Field(
-        "mtcnn_finetuned.pt",
+        SHIPPED_DETECTOR_WEIGHTS,
         description="fine-tuned MTCNN (PNet/RNet/ONet) file (in worker/models/); "
-        "a.pt+b.pt runs two detectors and merges their boxes; empty for MTCNN's stock weights",
+        "a.pt+b.pt runs two detectors and merges their boxes (the default); "
+        f"{FAST_DETECTOR_WEIGHTS} alone is faster and less accurate; "
+        "empty for MTCNN's stock weights",
     )
     upscale: float = Field(1.0, ge=0.25, le=4.0)
     min_detect_side: int = Field(600, ge=0, description="smaller frames are enlarged to this")

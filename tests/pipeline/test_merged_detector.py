@@ -64,7 +64,8 @@ def test_a_detector_merged_with_itself_finds_what_it_finds_on_a_real_scene() -> 
     config = DetectorConfig(detector_weights="mtcnn_finetuned.pt+mtcnn_finetuned.pt")
     merged = build_detector(config, torch.device("cpu"))
     assert isinstance(merged, MergedDetector) and len(merged.detectors) == 2
-    single = build_detector(DetectorConfig(), torch.device("cpu"))
+    single = build_detector(DetectorConfig(detector_weights="mtcnn_finetuned.pt"),
+                            torch.device("cpu"))
     assert isinstance(single, MTCNNDetector)
 
     frame = np.asarray(Image.open(SCENE).convert("RGB"))
@@ -83,7 +84,7 @@ def test_a_missing_second_file_fails_when_built() -> None:
 def test_detection_cache_key_holds_both_weights_hashes() -> None:
     from worker.training.detections import detector_identity
 
-    one = detector_identity(DetectorConfig())
+    one = detector_identity(DetectorConfig(detector_weights="mtcnn_finetuned.pt"))
     both = "mtcnn_finetuned.pt+mtcnn_finetuned.pt"
     two = detector_identity(DetectorConfig(detector_weights=both))
     assert isinstance(one["weights_sha1"], str)

@@ -81,7 +81,8 @@ def test_detector_weights_setting_round_trips_and_loads(tmp_path: Path) -> None:
 
     settings = AnalysisSettings.from_dict({**AnalysisSettings().to_dict(), "detector_weights": "w"})
     assert settings.detector_config().detector_weights == "w"
-    assert AnalysisSettings.from_dict({}).detector_config().detector_weights == "mtcnn_finetuned.pt"
+    shipped = "mtcnn_finetuned.pt+mtcnn_union.pt"  # the merged detector (model card)
+    assert AnalysisSettings.from_dict({}).detector_config().detector_weights == shipped
     stock = AnalysisSettings.from_dict({"detector_weights": None})
     assert stock.detector_config().detector_weights is None
 

@@ -9,7 +9,11 @@ from worker.pipeline.decode import MediaInfo, output_size
 from worker.pipeline.errors import InputError
 
 MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
-SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"  # PNet/RNet/ONet fine-tuned on masked faces
+# Two MTCNNs, boxes merged (worker/pipeline/detect.py, MergedDetector): our fine-tuned RNet/ONet
+# behind the stock PNet, and a second detector tuned for masked faces. "mtcnn_finetuned.pt"
+# alone is the fast choice (docs/model-card.md, docs/benchmarks.md).
+FAST_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"
+SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt+mtcnn_union.pt"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from worker.pipeline.classify import CropPreset
+from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
 from worker.pipeline.detect import DetectorConfig, FaceDetector
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
@@ -50,14 +51,17 @@ KAGGLE_CLASSES = {"with_mask": CLASS_WITH_MASK, "without_mask": CLASS_WITHOUT_MA
 SPLITS = ("train", "val")
 DEFAULT_SPLITS_DIR = Path(__file__).parent / "splits"
 # Stock MTCNN thresholds miss many masked faces; these find them at a few more false boxes.
+# The detector weights are the ones the shipped classifier's crops were cut with (pinned, so
+# that a change of the shipped default does not silently change the training data).
 PREPARE_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.5, 0.6, 0.6),
-                                  face_threshold=0.8)
+                                  face_threshold=0.8, detector_weights=FAST_DETECTOR_WEIGHTS)
 
 
 # The shipped detector, looser than its defaults: it also finds what a lower operating
 # threshold lets through, so that the classifier learns to reject those boxes (not_face).
 DETECTED_CROPS_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.6, 0.7, 0.7),
-                                         face_threshold=0.5)
+                                         face_threshold=0.5,
+                                         detector_weights=FAST_DETECTOR_WEIGHTS)
 FACE_IOU = 0.5  # a detection this close to a GT face takes its class
 NOT_FACE_IOU = 0.3  # a detection under this with every GT face (and its square) is not_face
 
