@@ -84,7 +84,8 @@ class MTCNNDetector:
         with torch.inference_mode():
             if isinstance(frame, CascadeFrame):
                 boxes, points = detect_faces(frame, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
-                                             self.config.min_face_size, self.config.thresholds)
+                                             self.config.min_face_size, self.config.thresholds,
+                                             mtcnn.factor)
                 if len(boxes) == 0:
                     return Detections.empty()
                 xyxy, probs = boxes[:, :4], boxes[:, 4]
