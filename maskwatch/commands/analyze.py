@@ -28,6 +28,7 @@ from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
 from worker.jobs import run_job
+from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
 from worker.report import build_report
 
 from .render import render_report
@@ -44,13 +45,20 @@ def analyze(
     db: str = typer.Option(None, help="Database URL (default: MASKWATCH_DATABASE_URL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     worst: int = typer.Option(5, help="How many worst moments to list per input."),
+    fast: bool = typer.Option(
+        False, "--fast", help=f"Run one detector ({FAST_DETECTOR_WEIGHTS}) instead of the "
+        "merged pair: 1.4-2x the speed, fewer masked faces found (docs/model-card.md).",
+    ),
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
     settings = get_settings()
     url = db or settings.database_url
     console = Console(stderr=as_json)
     try:
-        analysis = analysis_settings(settings, sample_fps=sample_fps, min_face_size=min_face_size)
+        analysis = analysis_settings(
+            settings, sample_fps=sample_fps, min_face_size=min_face_size,
+            detector_weights=FAST_DETECTOR_WEIGHTS if fast else None,
+        )
         session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
     except (SetupError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")

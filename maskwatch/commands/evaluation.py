@@ -80,7 +80,7 @@ def evaluate_scenes(
         str | None,
         typer.Option(
             help="MTCNN weights file, or a.pt+b.pt for two detectors merged (default: the "
-            "configured ones, i.e. the shipped fine-tuned).",
+            "configured ones, i.e. the shipped merged pair).",
         ),
     ] = None,
 ) -> None:

@@ -67,6 +67,35 @@ def test_counts_per_second_reach_the_database_and_report(
         assert (stored.frames_done, stored.frames_total) == (8, 8)
 
 
+def test_fast_runs_the_single_detector_and_the_job_records_it(
+    runner: CliRunner, db_url: str, composition_video: Path, session_for
+) -> None:
+    code, report = run_analyze(runner, db_url, str(composition_video), "--sample-fps", "1",
+                               "--fast")
+
+    assert code == 0, report
+    expected = expected_counts(SEGMENTS, seconds_per_segment=2)
+    assert report["totals"]["masked"] == sum(m for m, _ in expected)
+    assert report["totals"]["unmasked"] == sum(u for _, u in expected)
+    with session_for() as session:
+        stored = session.scalars(select(Job)).one()
+        assert stored.settings["detector_weights"] == "mtcnn_finetuned.pt"
+
+
+def test_the_default_job_records_the_merged_detector(
+    runner: CliRunner, db_url: str, tmp_path: Path, session_for
+) -> None:
+    image = tmp_path / "two.png"
+    render_composition(1, 1, size=(320, 240)).save(image)
+    code, report = run_analyze(runner, db_url, str(image))
+
+    assert code == 0, report
+    assert (report["totals"]["masked"], report["totals"]["unmasked"]) == (1, 1)
+    with session_for() as session:
+        stored = session.scalars(select(Job)).one()
+        assert stored.settings["detector_weights"] == "mtcnn_finetuned.pt+mtcnn_union.pt"
+
+
 def test_human_report_names_the_numbers(
     runner: CliRunner, db_url: str, composition_video: Path
 ) -> None:
