@@ -120,6 +120,7 @@ def main() -> None:
         "analysed_size": f"{out_w}x{out_h}",
         "sample_fps": analysis.sample_fps,
         "min_face_size": analysis.min_face_size,
+        "detector_weights": analysis.detector_weights,
         "frames": n,
         "faces": face_count,
         "model_load_s": round(load_s, 2),
