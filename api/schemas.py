@@ -80,6 +80,10 @@ class JobOut(_Out):
     progress: Progress
     error: str | None = Field(description="why the job failed, when it did")
     summary: Summary | None = Field(description="totals, once the job has succeeded")
+    detector_weights: str | None = Field(
+        description="the MTCNN weights the job runs with (a.pt+b.pt: two detectors merged; "
+        "null: MTCNN's stock weights)"
+    )
 
     @classmethod
     def of(cls, job: Job, summary: JobSummary | None = None) -> JobOut:
@@ -97,6 +101,7 @@ class JobOut(_Out):
             progress=Progress(frames_done=job.frames_done, frames_total=job.frames_total),
             error=job.error,
             summary=None if summary is None else Summary.of(summary),
+            detector_weights=(job.settings or {}).get("detector_weights"),
         )
 
 

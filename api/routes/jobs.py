@@ -24,7 +24,11 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
-from worker.pipeline.config import check_analysable
+from worker.pipeline.config import (
+    FAST_DETECTOR_WEIGHTS,
+    SHIPPED_DETECTOR_WEIGHTS,
+    check_analysable,
+)
 from worker.pipeline.decode import MediaInfo, probe
 from worker.pipeline.errors import InputError
 
@@ -35,7 +39,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 MAX_JOBS_PAGE = 100
 MAX_FRAMES_PAGE = 1000
 MAX_OFFSET = 2**31 - 1
-FORM_FIELDS = frozenset({"camera", "site", "recorded_at"})
+FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector"})
+#: The detector a job may ask for; without the field it gets the server's configured one.
+DETECTORS = {"accurate": SHIPPED_DETECTOR_WEIGHTS, "fast": FAST_DETECTOR_WEIGHTS}
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -68,6 +74,13 @@ SUBMIT_BODY: dict[str, Any] = {
                             "format": "date-time",
                             "description": "wall-clock start of the footage, with a UTC offset",
                         },
+                        "detector": {
+                            "type": "string",
+                            "enum": sorted(DETECTORS),
+                            "description": "accurate: two detectors merged (the shipped "
+                            "default); fast: one, 1.4-2x the speed, fewer masked faces "
+                            "found; without the field, the server's configured detector",
+                        },
                     },
                 }
             }
@@ -81,6 +94,7 @@ class SubmitForm:
     camera: str
     site: str
     recorded_at: datetime | None
+    detector_weights: str | None  # None: the server's configured detector
 
 
 def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
@@ -103,7 +117,11 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
         raise unprocessable("form field 'site' is required for a key not limited to one site")
     raw_time = fields.get("recorded_at")
     recorded_at = None if raw_time is None else parse_instant(raw_time, "recorded_at")
-    return SubmitForm(camera=camera, site=site, recorded_at=recorded_at)
+    detector = fields.get("detector")
+    if detector is not None and detector not in DETECTORS:
+        raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")
+    return SubmitForm(camera=camera, site=site, recorded_at=recorded_at,
+                      detector_weights=DETECTORS[detector] if detector else None)
 
 
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
@@ -132,7 +150,9 @@ def accept_job(session: Session, svc: Services, caller: Caller, upload: Upload) 
             input_kind=InputKind(info.kind),
             input_path=str(upload.path.resolve()),
             input_name=upload.display_name,
-            settings=analysis_settings(svc.settings).to_dict(),
+            settings=analysis_settings(
+                svc.settings, detector_weights=form.detector_weights
+            ).to_dict(),
             recorded_at=form.recorded_at,
         )
         session.commit()

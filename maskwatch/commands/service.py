@@ -154,6 +154,10 @@ def submit(
     recorded_at: str = typer.Option(
         None, "--recorded-at", help="Wall-clock start of the footage, ISO 8601 with offset."
     ),
+    detector: str = typer.Option(
+        None, "--detector", help="accurate (two detectors merged) or fast (one, 1.4-2x the "
+        "speed); default: the server's configured detector."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait until the job finishes."),
     poll_s: float = typer.Option(2.0, "--poll", help="Seconds between status checks."),
     api: str = API_OPTION,
@@ -169,6 +173,8 @@ def submit(
         form["site"] = site
     if recorded_at is not None:
         form["recorded_at"] = recorded_at
+    if detector is not None:
+        form["detector"] = detector
     with _client(api, key) as client, file.open("rb") as stream:
         job = _request(
             client,

@@ -190,6 +190,28 @@ def test_submit_without_wait_prints_the_queued_job(
     assert served == ["http://from-env.test"]
 
 
+def test_submit_asks_for_the_fast_detector(
+    runner: CliRunner,
+    served: list[str],
+    keys: Keys,
+    tmp_path: Path,
+    video_bytes: bytes,
+    session_factory: sessionmaker[Session],
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(video_bytes)
+    args = ["submit", str(clip), "--camera", "c", "--key", keys.north]
+    result = runner.invoke(cli, [*args, "--detector", "fast"])
+    assert result.exit_code == 0, result.output
+    with session_factory() as session:
+        job = job_repo.get_job(session, json.loads(result.stdout)["id"])
+        assert job is not None and job.settings["detector_weights"] == "mtcnn_finetuned.pt"
+
+    refused = runner.invoke(cli, [*args, "--detector", "fastest"])
+    assert refused.exit_code == 1
+    assert "detector must be one of: accurate, fast" in refused.stderr
+
+
 def test_submit_reports_the_servers_reason(
     runner: CliRunner, served: list[str], keys: Keys, tmp_path: Path
 ) -> None:

@@ -88,6 +88,22 @@ def test_submit_stores_the_upload_and_enqueues_after_commit(
     assert job.settings["sample_fps"] == 5.0
 
 
+@pytest.mark.parametrize(
+    ("choice", "weights"),
+    [(None, "mtcnn_finetuned.pt+mtcnn_union.pt"), ("accurate", "mtcnn_finetuned.pt+mtcnn_union.pt"),
+     ("fast", "mtcnn_finetuned.pt")],
+)
+def test_a_job_may_ask_for_the_fast_detector(
+    client: TestClient, keys: Keys, session: Session, video_bytes: bytes,
+    choice: str | None, weights: str,
+) -> None:
+    form = {"camera": "gate", "site": "north"} | ({"detector": choice} if choice else {})
+    response = submit(client, keys.admin, video_bytes, **form)
+    assert response.status_code == 201, response.text
+    assert response.json()["detector_weights"] == weights
+    assert stored_job(session, response.json()["id"]).settings["detector_weights"] == weights
+
+
 def test_site_key_may_omit_the_site(client: TestClient, keys: Keys, video_bytes: bytes) -> None:
     response = submit(client, keys.north, video_bytes, camera="gate")
     assert response.status_code == 201
@@ -279,6 +295,10 @@ def test_non_media_is_refused_with_the_reason(
         (
             {"camera": "gate", "site": "north", "recorded_at": "9999-12-31T23:59:59-01:00"},
             "recorded_at is out of range: '9999-12-31T23:59:59-01:00'",
+        ),
+        (
+            {"camera": "gate", "site": "north", "detector": "mtcnn_union.pt"},
+            "detector must be one of: accurate, fast",
         ),
     ],
 )
