@@ -345,13 +345,15 @@ def test_three_concurrent_jobs_keep_their_own_numbers(
     stack: Stack, videos: dict[str, Path]
 ) -> None:
     names = ["a", "b", "c"]
+    # Job c asks for the fast detector: a worker builds it beside the default one.
+    detectors = {"a": {}, "b": {"detector": "accurate"}, "c": {"detector": "fast"}}
 
     def submit(name: str) -> str:
         with videos[name].open("rb") as stream:
             response = httpx.post(
                 f"{stack.api_url}/v1/jobs",
                 headers={"Authorization": f"Bearer {stack.key}"},
-                data={"camera": f"cam-{name}"},
+                data={"camera": f"cam-{name}", **detectors[name]},
                 files={"file": (videos[name].name, stream, "video/mp4")},
                 timeout=60,
             )
@@ -374,6 +376,9 @@ def test_three_concurrent_jobs_keep_their_own_numbers(
         expected = expected_faces_per_frame(CLIPS[name])
         assert (job["status"], job["error"]) == ("succeeded", None), stack.logs()
         assert job["camera"] == f"cam-{name}"
+        assert job["detector_weights"] == (
+            "mtcnn_finetuned.pt" if name == "c" else "mtcnn_finetuned.pt+mtcnn_union.pt"
+        )
         assert job["summary"]["frames"] == len(expected) == job["progress"]["frames_done"]
         assert job["summary"]["faces"] == sum(expected), name
         assert frame_faces(stack, job["id"]) == expected, name
