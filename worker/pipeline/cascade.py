@@ -17,7 +17,6 @@ frame (``MergedDetector``) compute them once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,11 +128,10 @@ class UnionNet(torch.nn.Module):
 class CascadeFrame:
     """One RGB frame, with what the cascade computes from it that no threshold changes."""
 
-    def __init__(self, frame: np.ndarray, channels_last: bool = False) -> None:
+    def __init__(self, frame: np.ndarray) -> None:
         image = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.uint8))
         self.sampler = AreaSampler(image)
         self.height, self.width = frame.shape[:2]
-        self.channels_last = channels_last
         self._levels: dict[float, torch.Tensor] = {}
         self._answers: dict[tuple[int, float], StageAnswer] = {}
 
@@ -142,7 +140,7 @@ class CascadeFrame:
         if scale not in self._levels:
             size = (int(self.height * scale + 1), int(self.width * scale + 1))
             pixels = self.sampler.resize_whole(*size)
-            self._levels[scale] = self._layout(normalize(pixels))
+            self._levels[scale] = _channels_last(normalize(pixels))
         return self._levels[scale]
 
     def first_stage(self, net: torch.nn.Module, scale: float) -> StageAnswer:
@@ -164,12 +162,13 @@ class CascadeFrame:
                         for v in pad(boxes, self.width, self.height))
         valid = (ey > y - 1) & (ex > x - 1)
         pixels = self.sampler.resize(y[valid] - 1, ey[valid], x[valid] - 1, ex[valid], size, size)
-        return self._layout(normalize(pixels)), valid
+        return _channels_last(normalize(pixels)), valid
 
-    def _layout(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch.contiguous()
+
+
+def _channels_last(batch: torch.Tensor) -> torch.Tensor:
+    """The layout PyTorch's CPU convolutions and max-pooling run fastest on."""
+    return batch.contiguous(memory_format=torch.channels_last)
 
 
 def pyramid_scales(height: int, width: int, min_face_size: int,
@@ -186,11 +185,6 @@ def pyramid_scales(height: int, width: int, min_face_size: int,
     return scales
 
 
-def _batched(net: Callable[[torch.Tensor], StageAnswer], batch: torch.Tensor) -> StageAnswer:
-    answers = [net(batch[i:i + 512]) for i in range(0, len(batch), 512)]
-    return tuple(torch.cat(parts, dim=0) for parts in zip(*answers, strict=True))
-
-
 def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_size: int,
                  thresholds: tuple[float, float, float] | list[float],
                  factor: float = PYRAMID_FACTOR) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +192,7 @@ def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_
     from facenet_pytorch.models.utils.detect_face import (
         batched_nms_numpy,
         bbreg,
+        fixed_batch_process,
         generateBoundingBox,
         rerec,
     )
@@ -231,7 +226,7 @@ def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_
     boxes = boxes[valid]
     if len(boxes) == 0:
         return empty
-    reg, probs = _batched(rnet, crops)
+    reg, probs = fixed_batch_process(crops, rnet)
     score = probs[:, 1]
     passed = score > thresholds[1]
     boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
@@ -246,7 +241,7 @@ def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_
     boxes = boxes[valid]
     if len(boxes) == 0:
         return empty
-    reg, points, probs = _batched(onet, crops)
+    reg, points, probs = fixed_batch_process(crops, onet)
     score = probs[:, 1]
     passed = score > thresholds[2]
     boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)

@@ -73,7 +73,7 @@ class MTCNNDetector:
         if min(frame.shape[:2]) < max(self.config.min_face_size, 12):
             return PreparedFrame(width, height, scale), None
         if self.uses_cascade:
-            return PreparedFrame(width, height, scale), CascadeFrame(frame, channels_last=True)
+            return PreparedFrame(width, height, scale), CascadeFrame(frame)
         return PreparedFrame(width, height, scale), frame
 
     def detect_prepared(self, prepared: PreparedFrame,
