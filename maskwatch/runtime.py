@@ -52,7 +52,8 @@ def models_for(settings: Settings, analysis: AnalysisSettings) -> Models:
 
     if not settings.checkpoint.is_file():
         raise SetupError(f"classifier checkpoint missing: {settings.checkpoint}")
-    return load_models(analysis, settings.checkpoint, settings.device, settings.torch_threads)
+    return load_models(analysis, settings.checkpoint, settings.device, settings.torch_threads,
+                       settings.mirror_faces)
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

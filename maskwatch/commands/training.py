@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from maskwatch.settings import get_settings
+
 console = Console()
 
 
@@ -191,6 +193,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     latency: Annotated[bool, typer.Option(help="Also time CPU ms per face (batch 1, 8).")] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    mirror: Annotated[
+        bool | None,
+        typer.Option(help="Average each face with its mirror image (default: as configured, "
+                     "MASKWATCH_MIRROR_FACES, on)."),
+    ] = None,
 ) -> None:
     """Score a checkpoint on face-crop class folders through the inference path."""
     import torch
@@ -199,11 +206,13 @@ def evaluate(
     from worker.training.evaluate import evaluate_checkpoint, measure_latency
 
     torch.set_num_threads(threads)
+    mirror_faces = get_settings().mirror_faces if mirror is None else mirror
     loaded = Checkpoint.load(checkpoint)
-    report = evaluate_checkpoint(loaded, data_dirs)
+    report = evaluate_checkpoint(loaded, data_dirs, mirror=mirror_faces)
     report["checkpoint"] = checkpoint.name
+    report["mirror_faces"] = mirror_faces
     if latency:
-        report["ms_per_face"] = measure_latency(loaded, threads=threads)
+        report["ms_per_face"] = measure_latency(loaded, threads=threads, mirror=mirror_faces)
         report["ms_per_face"]["threads"] = threads
     if as_json:
         typer.echo(json.dumps(report))

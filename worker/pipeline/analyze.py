@@ -37,13 +37,14 @@ class Models:
 
 
 def load_models(
-    settings: AnalysisSettings, checkpoint: Path, device: str = "auto", threads: int = 0
+    settings: AnalysisSettings, checkpoint: Path, device: str = "auto", threads: int = 0,
+    mirror_faces: bool = True,
 ) -> Models:
     """Build MTCNN and our CNN on the chosen device (call once per process, after any fork)."""
     configure_threads(threads)
     torch_device = resolve_device(device)
     detector = build_detector(settings.detector_config(), torch_device)
-    classifier = CNNMaskClassifier.from_file(checkpoint, torch_device)
+    classifier = CNNMaskClassifier.from_file(checkpoint, torch_device, mirror_faces)
     logger.info("models loaded on %s (classes %s)", torch_device, classifier.class_names)
     return Models(detector=detector, classifier=classifier, device=torch_device)
 

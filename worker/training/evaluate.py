@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 def evaluate_checkpoint(checkpoint: Checkpoint, data_dirs: Sequence[Path],
                         device: torch.device | None = None,
-                        on_item: Callable[[], None] | None = None) -> dict[str, Any]:
+                        on_item: Callable[[], None] | None = None,
+                        mirror: bool = True) -> dict[str, Any]:
     """Score a checkpoint on class-folder crops and build the full report.
 
     Each crop is treated as the square-with-margin of a face: its face box (the crop with the
@@ -37,7 +38,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, data_dirs: Sequence[Path],
     feeds crops through the same function (``crop_to_input``), so the three paths agree.
     Folder classes the checkpoint lacks are scored as their ``FALLBACK_CLASS``.
     """
-    classifier = CNNMaskClassifier(checkpoint, device or torch.device("cpu"))
+    classifier = CNNMaskClassifier(checkpoint, device or torch.device("cpu"), mirror)
     files = list_crops(data_dirs)
     targets = label_indices(files, checkpoint.class_names)
     margin = checkpoint.preset.margin
@@ -61,8 +62,8 @@ def evaluate_checkpoint(checkpoint: Checkpoint, data_dirs: Sequence[Path],
 
 
 def measure_latency(checkpoint: Checkpoint, batch_sizes: Sequence[int] = (1, 8),
-                    threads: int = 1, seconds: float = 2.0, face_px: int = 30
-                    ) -> dict[str, float]:
+                    threads: int = 1, seconds: float = 2.0, face_px: int = 30,
+                    mirror: bool = True) -> dict[str, float]:
     """CPU milliseconds per face of ``CNNMaskClassifier.classify`` (crop + network + softmax).
 
     Faces of ``face_px`` sit in a 640x360 frame; each batch size runs for about ``seconds``.
@@ -70,7 +71,7 @@ def measure_latency(checkpoint: Checkpoint, batch_sizes: Sequence[int] = (1, 8),
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        classifier = CNNMaskClassifier(checkpoint, torch.device("cpu"))
+        classifier = CNNMaskClassifier(checkpoint, torch.device("cpu"), mirror)
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
         result = {}
