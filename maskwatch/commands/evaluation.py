@@ -83,11 +83,22 @@ def evaluate_scenes(
             "configured ones, i.e. the shipped merged pair).",
         ),
     ] = None,
+    mirror: Annotated[
+        bool | None,
+        typer.Option(help="Average each face with its mirror image (default: as configured, "
+                     "MASKWATCH_MIRROR_FACES, on)."),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Rounds of the bootstrap over scenes behind the 95% "
+                          "intervals (0: no intervals).")
+    ] = 1000,
 ) -> None:
     """Run the whole pipeline on annotated scenes and score it at IoU 0.5 (VOC rules)."""
     settings = get_settings()
     if checkpoint is not None:
         settings = settings.model_copy(update={"checkpoint": checkpoint})
+    if mirror is not None:
+        settings = settings.model_copy(update={"mirror_faces": mirror})
     console = Console(stderr=True)
     analysis = analysis_settings(
         settings,
@@ -112,8 +123,10 @@ def evaluate_scenes(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     report = {
-        **describe_run(analysis, settings.checkpoint, models.classifier.class_names),
-        **evaluate(scenes, predictions, models.classifier.class_names),
+        **describe_run(analysis, settings.checkpoint, models.classifier.class_names,
+                       settings.mirror_faces),
+        **evaluate(scenes, predictions, models.classifier.class_names,
+                   bootstrap_rounds=bootstrap),
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -123,6 +136,10 @@ def evaluate_scenes(
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _range(interval: list[float] | None) -> str:
+    return "-" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 def render(console: Console, report: dict[str, Any]) -> None:
@@ -136,9 +153,11 @@ def render(console: Console, report: dict[str, Any]) -> None:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    classes.caption = "P, R: the pipeline's output; P*, R*: best F1, at score >= cut"
+    classes.caption = ("P, R: the pipeline's output; P*, R*: best F1, at score >= cut; "
+                       "95%: bootstrap over scenes")
     classes.caption_justify = "left"
-    for column in ("class", "GT", "AP", "AP101", "P", "R", "P*", "R*", "cut"):
+    intervals = report.get("intervals") or {}
+    for column in ("class", "GT", "AP", "AP 95%", "AP101", "P", "R", "P*", "R*", "cut"):
         classes.add_column(column, justify="left" if column == "class" else "right", no_wrap=True)
     for name, row in report["per_class"].items():
         best = row["best_f1"]
@@ -146,6 +165,7 @@ def render(console: Console, report: dict[str, Any]) -> None:
             name,
             str(row["support"]),
             _num(row["ap"]),
+            _range(intervals.get("ap", {}).get(name)),
             _num(row["ap_coco101"]),
             _num(row["operating"]["precision"]),
             _num(row["operating"]["recall"]),
@@ -171,8 +191,10 @@ def render(console: Console, report: dict[str, Any]) -> None:
 
     compliance, timing = report["compliance"], report["timing"]
     console.print(
-        f"face precision {_num(faces['precision'])}, face AP {_num(faces['ap'])}\n"
-        f"compliance MAE {_num(compliance['mae'])} over {compliance['scenes']} scenes "
+        f"face precision {_num(faces['precision'])}, face AP {_num(faces['ap'])}, "
+        f"face recall 95% {_range(intervals.get('face_recall'))}\n"
+        f"compliance MAE {_num(compliance['mae'])} (95% {_range(intervals.get('mae'))}) "
+        f"over {compliance['scenes']} scenes "
         f"({compliance['scenes_missed']} with no face found, scored at worst case; "
         f"{_num(compliance['mae_detected'])} over the others)\n"
         f"{_num(timing['ms_per_image'], 0)} ms/image "

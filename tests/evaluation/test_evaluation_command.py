@@ -57,6 +57,7 @@ def test_json_report(cli: typer.Typer, always_masked: Path) -> None:
     report = json.loads(run(cli, "--checkpoint", str(always_masked), "--json"))
     assert report["scenes"] == 3
     assert report["settings"]["min_face_size"] == 20
+    assert report["mirror_faces"] is True  # the shipped default
     # 125: one without_mask face; 523: one without_mask, one with_mask; blank: one with_mask
     # nobody can find, and a difficult box. MTCNN finds the three real faces.
     assert report["gt_faces"] == {"with_mask": 2, "without_mask": 2, "incorrect_mask": 0}
@@ -78,6 +79,23 @@ def test_json_report(cli: typer.Typer, always_masked: Path) -> None:
     assert report["timing"]["ms_per_image"] > 0
 
 
+def test_no_mirror_is_stated_in_the_report(cli: typer.Typer, always_masked: Path) -> None:
+    report = json.loads(run(cli, "--checkpoint", str(always_masked), "--json", "--no-mirror",
+                            "--limit", "1"))
+    assert report["mirror_faces"] is False
+    assert report["scenes"] == 1
+
+
+def test_bootstrap_rounds_option(cli: typer.Typer, always_masked: Path) -> None:
+    report = json.loads(run(cli, "--checkpoint", str(always_masked), "--json",
+                            "--bootstrap", "50"))
+    assert report["intervals"]["rounds"] == 50
+    low, high = report["intervals"]["mae"]
+    assert low <= report["compliance"]["mae"] <= high
+    none = json.loads(run(cli, "--checkpoint", str(always_masked), "--json", "--bootstrap", "0"))
+    assert none["intervals"] is None
+
+
 def test_table_and_options(cli: typer.Typer, always_masked: Path, tmp_path: Path) -> None:
     split = tmp_path / "val.txt"
     split.write_text("maksssksksss125\nmaksssksksss523\n")
@@ -97,7 +115,8 @@ def test_table_and_options(cli: typer.Typer, always_masked: Path, tmp_path: Path
     assert "2 scenes, IoU 0.5" in out
     assert "1.000 of 3" in out  # face recall: the three faces of the two real scenes
     # compliance errors 1 and 1/2
-    assert "compliance MAE 0.750 over 2 scenes (0 with no face found" in out
+    # the bootstrap's draws of two: both 1 (MAE 1), one each (0.75), both 1/2 (0.5)
+    assert "compliance MAE 0.750 (95% 0.500-1.000) over 2 scenes (0 with no face found" in out
 
 
 def test_bad_thresholds_are_refused(cli: typer.Typer) -> None:

@@ -8,12 +8,15 @@ import pytest
 from storage.records import compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
+    SceneHits,
     box_iou,
     coco_ap_101,
     compliance_error,
     match_greedy,
     operating_point,
+    pooled_ap,
     precision_recall_curve,
+    scene_bootstrap,
     short_side,
     size_bin,
     torchmetrics_ap50,
@@ -255,3 +258,46 @@ def test_torchmetrics_cross_check_equals_our_coco_ap() -> None:
         assert reference[c] == pytest.approx(coco_ap_101(precision, recall), abs=1e-6)
         assert 0.2 < voc_ap(precision, recall) < 1.0  # a case that tests something
     assert reference[2] is None  # a class with no ground truth has no AP
+
+
+def _hits(scores: list[float], hits: list[bool], num_gt: int) -> SceneHits:
+    return SceneHits(np.array(scores, np.float64), np.array(hits, bool), num_gt)
+
+
+def test_pooled_ap_by_hand() -> None:
+    a = _hits([0.9], [True], 1)
+    b = _hits([0.7, 0.6], [False, True], 1)
+    assert pooled_ap([a]) == 1.0
+    assert pooled_ap([b]) == pytest.approx(0.5)
+    # .9 hit, .7 miss, .6 hit of 2: P 1 at R 1/2, P 2/3 at R 1
+    assert pooled_ap([a, b]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert pooled_ap([_hits([0.8], [False], 0)]) is None
+
+
+def test_scene_bootstrap_intervals_by_hand() -> None:
+    # Two scenes; with 1000 draws of two, each of "both A" and "both B" comes up about 250
+    # times, so the 2.5 and 97.5 percentiles are the all-B and all-A values exactly.
+    class_hits = {"with_mask": [_hits([0.9], [True], 1), _hits([0.7, 0.6], [False, True], 1)]}
+    intervals = scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000)
+    assert intervals["level"] == 0.95
+    assert intervals["rounds"] == 1000
+    assert intervals["ap"] == {"with_mask": [pytest.approx(0.5), pytest.approx(1.0)]}
+    assert intervals["mae"] == [pytest.approx(0.1), pytest.approx(0.4)]
+    assert intervals["face_recall"] == [pytest.approx(0.5), pytest.approx(1.0)]
+    assert scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000) == intervals
+
+
+def test_scene_bootstrap_leaves_out_draws_where_a_figure_is_undefined() -> None:
+    # Scene 1 has no face to score: a draw of it alone defines nothing and is skipped; any
+    # other draw gives scene 2's figures, so every interval is a single point.
+    class_hits = {"with_mask": [_hits([], [], 0), _hits([0.8, 0.5], [True, False], 1)],
+                  "without_mask": [_hits([], [], 0), _hits([], [], 0)]}
+    intervals = scene_bootstrap(class_hits, [None, 0.2], [(0, 0), (1, 1)], rounds=200)
+    assert intervals["ap"] == {"with_mask": [1.0, 1.0], "without_mask": None}
+    assert intervals["mae"] == [pytest.approx(0.2), pytest.approx(0.2)]
+    assert intervals["face_recall"] == [1.0, 1.0]
+
+
+def test_scene_bootstrap_refuses_lists_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="one entry per scene"):
+        scene_bootstrap({"with_mask": [_hits([], [], 1)]}, [0.1, 0.2], [(0, 1)])

@@ -163,6 +163,18 @@ def test_compliance_and_timing(report: dict) -> None:
     assert report["timing"]["detector_ms_per_image"] == pytest.approx(50)
 
 
+def test_bootstrap_intervals(report: dict) -> None:
+    intervals = report["intervals"]
+    # Per-scene compliance errors 1/3, -, 1, 1 and faces found 2 of 3, 0 of 0, 0 of 1, 0 of 1.
+    # Four draws from {s1, s2} only (1 in 16, often enough for the 2.5 % tail) give MAE 1/3
+    # and recall 2/3; draws without s1 give MAE 1 and recall 0.
+    assert intervals["mae"] == [pytest.approx(1 / 3), pytest.approx(1.0)]
+    assert intervals["face_recall"] == [pytest.approx(0.0), pytest.approx(2 / 3)]
+    for name, (low, high) in intervals["ap"].items():
+        assert low <= report["per_class"][name]["ap"] <= high
+    assert evaluate(SCENES, PREDICTIONS, CLASSES, bootstrap_rounds=0)["intervals"] is None
+
+
 def test_evaluate_needs_predictions_in_scene_order() -> None:
     with pytest.raises(ValueError, match="in order"):
         evaluate(SCENES, PREDICTIONS[::-1], CLASSES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -188,21 +188,33 @@ class ComplianceError:
         return asdict(self)
 
 
+def scene_compliance_errors(
+    truth: Sequence[float | None], predicted: Sequence[float | None]
+) -> list[float | None]:
+    """Each scene's absolute compliance error, as ``compliance_error`` counts it.
+
+    None for a scene without ground-truth faces (not scored); max(r, 1 - r) where the
+    pipeline found no face.
+    """
+    errors: list[float | None] = []
+    for true_ratio, predicted_ratio in zip(truth, predicted, strict=True):
+        if true_ratio is None:
+            errors.append(None)
+        elif predicted_ratio is None:
+            errors.append(max(true_ratio, 1.0 - true_ratio))
+        else:
+            errors.append(abs(predicted_ratio - true_ratio))
+    return errors
+
+
 def compliance_error(
     truth: Sequence[float | None], predicted: Sequence[float | None]
 ) -> ComplianceError:
     """MAE of per-scene compliance ratios (None = no face in that scene)."""
-    errors: list[float] = []
-    signed: list[float] = []  # predicted - true, scenes with faces found
-    skipped = 0
-    for true_ratio, predicted_ratio in zip(truth, predicted, strict=True):
-        if true_ratio is None:
-            skipped += 1
-        elif predicted_ratio is None:
-            errors.append(max(true_ratio, 1.0 - true_ratio))
-        else:
-            signed.append(predicted_ratio - true_ratio)
-            errors.append(abs(signed[-1]))
+    errors = [e for e in scene_compliance_errors(truth, predicted) if e is not None]
+    skipped = sum(t is None for t in truth)
+    signed = [p - t for t, p in zip(truth, predicted, strict=True)
+              if t is not None and p is not None]  # predicted - true, scenes with faces found
     detected = np.abs(signed)
     return ComplianceError(
         mae=float(np.mean(errors)) if errors else None,
@@ -212,6 +224,82 @@ def compliance_error(
         scenes_missed=len(errors) - len(signed),
         scenes_without_faces=skipped,
     )
+
+
+@dataclass(frozen=True)
+class SceneHits:
+    """One scene's predictions of one class after matching: what AP is built from."""
+
+    scores: np.ndarray  # (N,) predictions that count (not on difficult boxes)
+    true_positive: np.ndarray  # (N,) bool
+    num_gt: int  # ground-truth boxes of the class that count
+
+
+def pooled_ap(scenes: Sequence[SceneHits]) -> float | None:
+    """VOC AP over several scenes' predictions pooled (None: no ground truth at all)."""
+    num_gt = sum(s.num_gt for s in scenes)
+    if not num_gt:
+        return None
+    scores = np.concatenate([s.scores for s in scenes]) if scenes else np.zeros(0)
+    hits = np.concatenate([s.true_positive for s in scenes]) if scenes else np.zeros(0, bool)
+    return voc_ap(*precision_recall_curve(scores, hits, num_gt))
+
+
+def scene_bootstrap(
+    class_hits: Mapping[str, Sequence[SceneHits]],
+    compliance_errors: Sequence[float | None],
+    faces_found: Sequence[tuple[int, int]],
+    rounds: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Percentile intervals of each class's AP, face recall and compliance MAE.
+
+    Scenes are drawn with replacement ``rounds`` times (the scene is the unit: faces of one
+    scene share lighting, camera and crowd, so they are not independent draws). Every list
+    holds one entry per scene, in the same order; ``faces_found`` is (found, ground truth)
+    per scene, ``compliance_errors`` None where a scene has no face to score. A draw where a
+    figure is undefined (no ground truth of a class) is left out of that figure's interval.
+    Fixed ``seed``: the same report gives the same intervals.
+    """
+    counts = {len(v) for v in class_hits.values()} | {len(compliance_errors), len(faces_found)}
+    if len(counts) != 1:
+        raise ValueError("every per-scene list must hold one entry per scene")
+    n = counts.pop()
+    if rounds < 1 or n == 0:
+        raise ValueError("a bootstrap needs scenes and at least one round")
+    rng = np.random.default_rng(seed)
+    errors = np.array([np.nan if e is None else e for e in compliance_errors], np.float64)
+    found = np.array(faces_found, np.float64).reshape(n, 2)
+    draws: dict[str, list[float]] = {f"ap/{name}": [] for name in class_hits}
+    draws["face_recall"], draws["mae"] = [], []
+    for _ in range(rounds):
+        pick = rng.integers(0, n, n)
+        for name, hits in class_hits.items():
+            ap = pooled_ap([hits[i] for i in pick])
+            if ap is not None:
+                draws[f"ap/{name}"].append(ap)
+        total = found[pick].sum(axis=0)
+        if total[1]:
+            draws["face_recall"].append(float(total[0] / total[1]))
+        picked_errors = errors[pick][~np.isnan(errors[pick])]
+        if len(picked_errors):
+            draws["mae"].append(float(picked_errors.mean()))
+    tail = 100 * (1 - level) / 2
+
+    def interval(values: list[float]) -> list[float] | None:
+        if not values:
+            return None
+        low, high = np.percentile(values, [tail, 100 - tail])
+        return [float(low), float(high)]
+
+    return {
+        "level": level,
+        "rounds": rounds,
+        "ap": {name: interval(draws[f"ap/{name}"]) for name in class_hits},
+        "face_recall": interval(draws["face_recall"]),
+        "mae": interval(draws["mae"]),
+    }
 
 
 def torchmetrics_ap50(

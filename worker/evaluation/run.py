@@ -14,11 +14,15 @@ import numpy as np
 from storage.records import FrameRecord, compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
+    SceneHits,
     best_f1,
     compliance_error,
     match_greedy,
     operating_point,
+    pooled_ap,
     precision_recall_curve,
+    scene_bootstrap,
+    scene_compliance_errors,
     short_side,
     size_bin,
     torchmetrics_ap50,
@@ -163,15 +167,21 @@ def evaluate(
     scenes: Sequence[Scene],
     predictions: Sequence[ScenePrediction],
     class_names: Sequence[str],
+    bootstrap_rounds: int = 1000,
 ) -> dict[str, Any]:
-    """The scene report: per-class AP and P/R, face recall by size, compliance MAE, timing."""
+    """The scene report: per-class AP and P/R, face recall by size, compliance MAE, timing.
+
+    ``intervals`` holds 95 % bootstrap intervals over scenes (``scene_bootstrap``) for the
+    APs, face recall and MAE; ``bootstrap_rounds=0`` leaves them out (None).
+    """
     if [s.scene_id for s in scenes] != [p.scene_id for p in predictions]:
         raise ValueError("predictions must follow the scenes, one each, in order")
     mapping = scored_as(class_names)
     names = [name for name in class_names if name != CLASS_NOT_FACE]  # never a final label
     truth = [np.array([mapping[label] for label in s.labels], dtype=object) for s in scenes]
 
-    per_class = {name: _class_report(name, scenes, truth, predictions) for name in names}
+    hits = {name: _class_hits(name, scenes, truth, predictions) for name in names}
+    per_class = {name: _class_report(hits[name]) for name in names}
     cross_check = torchmetrics_ap50(
         [(p.xyxy, p.scores, [names.index(label) for label in p.labels]) for p in predictions],
         [_scored_targets(s, t, names) for s, t in zip(scenes, truth, strict=True)],
@@ -180,6 +190,8 @@ def evaluate(
     for index, name in enumerate(names):
         per_class[name]["ap_coco101"] = cross_check[index]
     scored = [r["ap"] for r in per_class.values() if r["ap"] is not None]
+    true_ratios = [compliance_ratio(_count(s, CLASS_WITH_MASK), _count(s)) for s in scenes]
+    predicted_ratios = [compliance_ratio(p.record.masked, p.record.faces) for p in predictions]
 
     seconds = sum(p.seconds for p in predictions)
     detect_seconds = sum(p.detect_seconds for p in predictions)
@@ -192,10 +204,13 @@ def evaluate(
         "per_class": per_class,
         "map": float(np.mean(scored)) if scored else None,
         "faces": _face_report(scenes, predictions),
-        "compliance": compliance_error(
-            [compliance_ratio(_count(s, CLASS_WITH_MASK), _count(s)) for s in scenes],
-            [compliance_ratio(p.record.masked, p.record.faces) for p in predictions],
-        ).to_dict(),
+        "compliance": compliance_error(true_ratios, predicted_ratios).to_dict(),
+        "intervals": scene_bootstrap(
+            hits,
+            scene_compliance_errors(true_ratios, predicted_ratios),
+            _faces_found(scenes, predictions),
+            rounds=bootstrap_rounds,
+        ) if bootstrap_rounds and scenes else None,
         "timing": {
             "images": len(predictions),
             "ms_per_image": 1000 * seconds / len(predictions) if predictions else None,
@@ -226,14 +241,14 @@ def _scored_targets(
     ]
 
 
-def _class_report(
+def _class_hits(
     name: str,
     scenes: Sequence[Scene],
     truth: Sequence[np.ndarray],
     predictions: Sequence[ScenePrediction],
-) -> dict[str, Any]:
-    scores, hits = [], []
-    num_gt = 0
+) -> list[SceneHits]:
+    """Per scene, the predictions labelled ``name`` matched to that class's boxes."""
+    per_scene = []
     for scene, labels, prediction in zip(scenes, truth, predictions, strict=True):
         gt = labels == name
         mine = np.array([label == name for label in prediction.labels], bool)
@@ -245,17 +260,36 @@ def _class_report(
             IOU_THRESHOLD,
         )
         counted = ~matches.ignored
-        scores.append(prediction.scores[mine][counted])
-        hits.append(matches.true_positive[counted])
-        num_gt += int(np.sum(~scene.difficult[gt]))
-    all_scores, all_hits = np.concatenate(scores), np.concatenate(hits)
-    precision, recall = precision_recall_curve(all_scores, all_hits, num_gt)
+        per_scene.append(SceneHits(prediction.scores[mine][counted],
+                                   matches.true_positive[counted],
+                                   int(np.sum(~scene.difficult[gt]))))
+    return per_scene
+
+
+def _class_report(per_scene: Sequence[SceneHits]) -> dict[str, Any]:
+    num_gt = sum(s.num_gt for s in per_scene)
+    all_scores = np.concatenate([s.scores for s in per_scene])
+    all_hits = np.concatenate([s.true_positive for s in per_scene])
     return {
         "support": num_gt,
-        "ap": voc_ap(precision, recall) if num_gt else None,
+        "ap": pooled_ap(per_scene),
         "operating": operating_point(all_hits, num_gt).to_dict(),
         "best_f1": best_f1(all_scores, all_hits, num_gt).to_dict(),
     }
+
+
+def _faces_found(
+    scenes: Sequence[Scene], predictions: Sequence[ScenePrediction]
+) -> list[tuple[int, int]]:
+    """Per scene, (faces found at IoU 0.5 by a box of any label, faces that count)."""
+    found = []
+    for scene, prediction in zip(scenes, predictions, strict=True):
+        matches = match_greedy(
+            prediction.xyxy, prediction.face_probs, scene.xyxy, scene.difficult, IOU_THRESHOLD
+        )
+        counted = ~scene.difficult
+        found.append((int(matches.gt_matched[counted].sum()), int(counted.sum())))
+    return found
 
 
 def _face_report(scenes: Sequence[Scene], predictions: Sequence[ScenePrediction]) -> dict[str, Any]:
@@ -302,11 +336,13 @@ def _recall(found: np.ndarray) -> dict[str, Any]:
 
 
 def describe_run(
-    settings: AnalysisSettings, checkpoint: Path, class_names: Sequence[str]
+    settings: AnalysisSettings, checkpoint: Path, class_names: Sequence[str],
+    mirror_faces: bool,
 ) -> dict[str, Any]:
     """What produced a report, to store beside its numbers."""
     return {
         "settings": settings.to_dict(),
         "checkpoint": str(checkpoint),
         "class_names": list(class_names),
+        "mirror_faces": mirror_faces,
     }
