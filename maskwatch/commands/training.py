@@ -51,7 +51,7 @@ def prepare_data(
     seed: Annotated[int, typer.Option(help="Seed of the group split and box jitter.")] = 0,
     sources: Annotated[str, typer.Option(help=(
         "Comma-separated sources to include; kaggle_detected (the kaggle scenes cut where "
-        "the shipped detector finds faces, with a not_face class) is only built when asked."
+        "the detector finds faces, with a not_face class) is only built when asked."
     ))] = "chandrikadeb7,prajnasb,kaggle",
     cache_dir: Annotated[Path, typer.Option(help="Detector output cache.")] = Path("var/cache"),
     splits_dir: Annotated[Path | None, typer.Option(
@@ -59,8 +59,9 @@ def prepare_data(
     write_splits: Annotated[bool, typer.Option(
         help="Recompute the kaggle scene split, overwriting the committed lists.")] = False,
     detector_weights: Annotated[str | None, typer.Option(
-        help="MTCNN weights that cut the crops (a file under worker/models/ or a path; "
-             "default: the shipped detector).")] = None,
+        help="MTCNN weights that cut the crops (a file under worker/models/ or a path, or "
+             "a.pt+b.pt; default: mtcnn_finetuned.pt, pinned so that the training data does "
+             "not follow a change of the shipped detector).")] = None,
 ) -> None:
     """Cut face crops from the shared datasets into group-aware train/val class folders."""
     from dataclasses import replace
