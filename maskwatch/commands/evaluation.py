@@ -153,11 +153,10 @@ def render(console: Console, report: dict[str, Any]) -> None:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    classes.caption = ("P, R: the pipeline's output; P*, R*: best F1, at score >= cut; "
-                       "95%: bootstrap over scenes")
+    classes.caption = "P, R: the pipeline's output; P*, R*: best F1, at score >= cut"
     classes.caption_justify = "left"
     intervals = report.get("intervals") or {}
-    for column in ("class", "GT", "AP", "AP 95%", "AP101", "P", "R", "P*", "R*", "cut"):
+    for column in ("class", "GT", "AP", "AP101", "P", "R", "P*", "R*", "cut"):
         classes.add_column(column, justify="left" if column == "class" else "right", no_wrap=True)
     for name, row in report["per_class"].items():
         best = row["best_f1"]
@@ -165,7 +164,6 @@ def render(console: Console, report: dict[str, Any]) -> None:
             name,
             str(row["support"]),
             _num(row["ap"]),
-            _range(intervals.get("ap", {}).get(name)),
             _num(row["ap_coco101"]),
             _num(row["operating"]["precision"]),
             _num(row["operating"]["recall"]),
@@ -174,6 +172,11 @@ def render(console: Console, report: dict[str, Any]) -> None:
             _num(best["threshold"]),
         )
     console.print(classes)
+    if intervals:
+        console.print(
+            "AP, 95% interval (bootstrap over scenes): "
+            + ", ".join(f"{name} {_range(interval)}" for name, interval in intervals["ap"].items())
+        )
 
     faces = report["faces"]
     sizes = Table(

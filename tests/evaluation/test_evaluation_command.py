@@ -115,6 +115,7 @@ def test_table_and_options(cli: typer.Typer, always_masked: Path, tmp_path: Path
     assert "2 scenes, IoU 0.5" in out
     assert "1.000 of 3" in out  # face recall: the three faces of the two real scenes
     # compliance errors 1 and 1/2
+    assert "AP, 95% interval (bootstrap over scenes): with_mask" in out
     # the bootstrap's draws of two: both 1 (MAE 1), one each (0.75), both 1/2 (0.5)
     assert "compliance MAE 0.750 (95% 0.500-1.000) over 2 scenes (0 with no face found" in out
 
