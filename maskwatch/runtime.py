@@ -42,6 +42,7 @@ def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettin
         "upscale": settings.upscale,
         "min_detect_side": settings.min_detect_side,
         "detector_weights": settings.detector_weights or None,
+        "mirror_faces": settings.mirror_faces,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return AnalysisSettings(**values)  # type: ignore[arg-type]
@@ -52,8 +53,7 @@ def models_for(settings: Settings, analysis: AnalysisSettings) -> Models:
 
     if not settings.checkpoint.is_file():
         raise SetupError(f"classifier checkpoint missing: {settings.checkpoint}")
-    return load_models(analysis, settings.checkpoint, settings.device, settings.torch_threads,
-                       settings.mirror_faces)
+    return load_models(analysis, settings.checkpoint, settings.device, settings.torch_threads)
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

@@ -62,8 +62,7 @@ def main() -> None:
     out_w, out_h = output_size(info, analysis.max_frame_side)
 
     t0 = time.perf_counter()
-    models = load_models(analysis, settings.checkpoint, "auto", args.threads,
-                         settings.mirror_faces)
+    models = load_models(analysis, settings.checkpoint, "auto", args.threads)
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -122,7 +121,7 @@ def main() -> None:
         "sample_fps": analysis.sample_fps,
         "min_face_size": analysis.min_face_size,
         "detector_weights": analysis.detector_weights,
-        "mirror_faces": settings.mirror_faces,
+        "mirror_faces": analysis.mirror_faces,
         "frames": n,
         "faces": face_count,
         "model_load_s": round(load_s, 2),

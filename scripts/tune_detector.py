@@ -148,8 +148,7 @@ def main() -> None:
             kept = [keep_face_prob(p, face_threshold) for p in predictions]
             chosen = replace(settings, face_threshold=face_threshold)
             report = {
-                **describe_run(chosen, args.checkpoint, models.classifier.class_names,
-                               mirror_faces=True),
+                **describe_run(chosen, args.checkpoint, models.classifier.class_names),
                 **evaluate(scenes, kept, models.classifier.class_names),
             }
             report["faces"]["recall_iou_0.3"] = recall_at_iou(scenes, kept, 0.3)

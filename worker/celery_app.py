@@ -103,8 +103,7 @@ class WorkerProcess:
         if not settings.checkpoint.is_file():
             raise RuntimeError(f"classifier checkpoint missing: {settings.checkpoint}")
         defaults = analysis_settings(settings)
-        models = load_models(defaults, settings.checkpoint, device, threads,
-                             settings.mirror_faces)
+        models = load_models(defaults, settings.checkpoint, device, threads)
         engine = make_engine(settings.database_url)
         config = defaults.detector_config()
         return cls(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,9 +67,12 @@ def analyze_segment(
             far by this run; when given, it replaces adding the batch to ``frames_done``.
         info: the input's probe when the caller already has it (else it is probed here).
     """
-    from worker.pipeline.analyze import analyze_frames  # torch, only where frames are analysed
+    # torch, only where frames are analysed
+    from worker.pipeline.analyze import analyze_frames, classifier_for
 
     settings = AnalysisSettings.from_dict(job.settings)
+    # the job's own reading of faces, whatever this process was configured with
+    models = replace(models, classifier=classifier_for(models.classifier, settings))
     info = info or probe(Path(job.input_path))
     check_analysable(info, settings)
     width, _ = output_size(info, settings.max_frame_side)

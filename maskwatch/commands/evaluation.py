@@ -123,8 +123,7 @@ def evaluate_scenes(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     report = {
-        **describe_run(analysis, settings.checkpoint, models.classifier.class_names,
-                       settings.mirror_faces),
+        **describe_run(analysis, settings.checkpoint, models.classifier.class_names),
         **evaluate(scenes, predictions, models.classifier.class_names,
                    bootstrap_rounds=bootstrap),
     }

@@ -94,6 +94,7 @@ def test_the_default_job_records_the_merged_detector(
     with session_for() as session:
         stored = session.scalars(select(Job)).one()
         assert stored.settings["detector_weights"] == "mtcnn_finetuned.pt+mtcnn_union.pt"
+        assert stored.settings["mirror_faces"] is True
 
 
 def test_human_report_names_the_numbers(

@@ -57,7 +57,7 @@ def test_json_report(cli: typer.Typer, always_masked: Path) -> None:
     report = json.loads(run(cli, "--checkpoint", str(always_masked), "--json"))
     assert report["scenes"] == 3
     assert report["settings"]["min_face_size"] == 20
-    assert report["mirror_faces"] is True  # the shipped default
+    assert report["settings"]["mirror_faces"] is True  # the shipped default
     # 125: one without_mask face; 523: one without_mask, one with_mask; blank: one with_mask
     # nobody can find, and a difficult box. MTCNN finds the three real faces.
     assert report["gt_faces"] == {"with_mask": 2, "without_mask": 2, "incorrect_mask": 0}
@@ -82,7 +82,7 @@ def test_json_report(cli: typer.Typer, always_masked: Path) -> None:
 def test_no_mirror_is_stated_in_the_report(cli: typer.Typer, always_masked: Path) -> None:
     report = json.loads(run(cli, "--checkpoint", str(always_masked), "--json", "--no-mirror",
                             "--limit", "1"))
-    assert report["mirror_faces"] is False
+    assert report["settings"]["mirror_faces"] is False
     assert report["scenes"] == 1
 
 

@@ -336,13 +336,11 @@ def _recall(found: np.ndarray) -> dict[str, Any]:
 
 
 def describe_run(
-    settings: AnalysisSettings, checkpoint: Path, class_names: Sequence[str],
-    mirror_faces: bool,
+    settings: AnalysisSettings, checkpoint: Path, class_names: Sequence[str]
 ) -> dict[str, Any]:
     """What produced a report, to store beside its numbers."""
     return {
         "settings": settings.to_dict(),
         "checkpoint": str(checkpoint),
         "class_names": list(class_names),
-        "mirror_faces": mirror_faces,
     }

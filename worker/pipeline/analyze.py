@@ -37,16 +37,22 @@ class Models:
 
 
 def load_models(
-    settings: AnalysisSettings, checkpoint: Path, device: str = "auto", threads: int = 0,
-    mirror_faces: bool = True,
+    settings: AnalysisSettings, checkpoint: Path, device: str = "auto", threads: int = 0
 ) -> Models:
     """Build MTCNN and our CNN on the chosen device (call once per process, after any fork)."""
     configure_threads(threads)
     torch_device = resolve_device(device)
     detector = build_detector(settings.detector_config(), torch_device)
-    classifier = CNNMaskClassifier.from_file(checkpoint, torch_device, mirror_faces)
+    classifier = CNNMaskClassifier.from_file(checkpoint, torch_device, settings.mirror_faces)
     logger.info("models loaded on %s (classes %s)", torch_device, classifier.class_names)
     return Models(detector=detector, classifier=classifier, device=torch_device)
+
+
+def classifier_for(classifier: MaskClassifier, settings: AnalysisSettings) -> MaskClassifier:
+    """The classifier reading faces as ``settings`` ask (mirrored or not), same network."""
+    if isinstance(classifier, CNNMaskClassifier) and classifier.mirror != settings.mirror_faces:
+        return classifier.reading(settings.mirror_faces)
+    return classifier
 
 
 def frame_record(

@@ -3,6 +3,7 @@ with training."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -305,6 +306,12 @@ class CNNMaskClassifier:
     def from_file(cls, path: Path, device: torch.device, mirror: bool = True
                   ) -> CNNMaskClassifier:
         return cls(Checkpoint.load(path), device, mirror)
+
+    def reading(self, mirror: bool) -> CNNMaskClassifier:
+        """The same network, reading faces mirrored or not (for a job that asks otherwise)."""
+        other = copy.copy(self)
+        other.mirror = mirror
+        return other
 
     def classify(self, frame: np.ndarray, xyxy: np.ndarray) -> FaceLabels:
         if len(xyxy) == 0:

@@ -53,6 +53,7 @@ class AnalysisSettings:
     upscale: float = 1.0
     min_detect_side: int = 600
     detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS  # None: stock MTCNN weights
+    mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(
