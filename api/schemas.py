@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from storage.models import InputKind, Job, JobStatus
 from storage.records import REPORT_DIGITS
 from storage.repositories.reports import Bucket, JobSummary
+from worker.pipeline.config import AnalysisSettings
 
 
 def iso_utc(value: datetime) -> str:
@@ -84,6 +85,10 @@ class JobOut(_Out):
         description="the MTCNN weights the job runs with (a.pt+b.pt: two detectors merged; "
         "null: MTCNN's stock weights)"
     )
+    mirror_faces: bool = Field(
+        description="whether each face is also read in its mirror image (the server's "
+        "setting when the job was submitted)"
+    )
 
     @classmethod
     def of(cls, job: Job, summary: JobSummary | None = None) -> JobOut:
@@ -102,6 +107,7 @@ class JobOut(_Out):
             error=job.error,
             summary=None if summary is None else Summary.of(summary),
             detector_weights=(job.settings or {}).get("detector_weights"),
+            mirror_faces=AnalysisSettings.from_dict(job.settings or {}).mirror_faces,
         )
 
 

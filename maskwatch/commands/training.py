@@ -211,7 +211,6 @@ def evaluate(
     loaded = Checkpoint.load(checkpoint)
     report = evaluate_checkpoint(loaded, data_dirs, mirror=mirror_faces)
     report["checkpoint"] = checkpoint.name
-    report["mirror_faces"] = mirror_faces
     if latency:
         report["ms_per_face"] = measure_latency(loaded, threads=threads, mirror=mirror_faces)
         report["ms_per_face"]["threads"] = threads

@@ -38,6 +38,7 @@ from worker.evaluation.run import (
     _count,
     evaluate,
     predict_scenes,
+    scored_as,
 )
 from worker.evaluation.scenes import load_scenes, read_split
 from worker.pipeline.analyze import NOT_FACE_VETO
@@ -69,7 +70,7 @@ class RecordingClassifier:
     """The CNN, with or without mirrored reading; keeps every answer for multi-label AP."""
 
     def __init__(self, inner: CNNMaskClassifier, flip: bool) -> None:
-        self.inner = CNNMaskClassifier(inner.checkpoint, inner.device, mirror=flip)
+        self.inner = inner.reading(flip)
         self.class_names = inner.class_names
         self.answers: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -161,7 +162,8 @@ def main() -> None:
 
 def paired_difference(scenes, a, b, names, rounds: int = 2000):  # type: ignore[no-untyped-def]
     """Percentile interval of (a - b) for each class AP and the MAE, same scene draws."""
-    truth = [np.array(s.labels, dtype=object) for s in scenes]
+    mapping = scored_as(names)
+    truth = [np.array([mapping[label] for label in s.labels], dtype=object) for s in scenes]
     hits_a = {n: _class_hits(n, scenes, truth, a) for n in names}
     hits_b = {n: _class_hits(n, scenes, truth, b) for n in names}
 
@@ -181,7 +183,10 @@ def paired_difference(scenes, a, b, names, rounds: int = 2000):  # type: ignore[
             if ap_a is not None and ap_b is not None:
                 draws[n].append(ap_a - ap_b)
         draws["mae"].append(float(np.nanmean(err_a[pick]) - np.nanmean(err_b[pick])))
-    return {n: {"mean": round(float(np.mean(v)), 4),
+    point = {n: (pooled_ap(hits_a[n]) or 0.0) - (pooled_ap(hits_b[n]) or 0.0) for n in names}
+    point["mae"] = float(np.nanmean(err_a) - np.nanmean(err_b))
+    return {n: {"point": round(point[n], 4),
+                "bootstrap_mean": round(float(np.mean(v)), 4),
                 "interval": [round(float(x), 4) for x in np.percentile(v, [2.5, 97.5])],
                 "share_above_0": round(float(np.mean(np.array(v) > 0)), 3)}
             for n, v in draws.items()}

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from maskwatch.settings import Settings
 from storage.models import InputKind, Job, JobStatus
 from tests.api.api_support import (
     Keys,
@@ -102,6 +103,21 @@ def test_a_job_may_ask_for_the_fast_detector(
     assert response.status_code == 201, response.text
     assert response.json()["detector_weights"] == weights
     assert stored_job(session, response.json()["id"]).settings["detector_weights"] == weights
+    assert response.json()["mirror_faces"] is True  # the shipped default
+
+
+def test_a_job_takes_the_servers_mirror_setting(
+    app_factory: Callable[..., Any], settings: Settings, keys: Keys, session: Session,
+    video_bytes: bytes,
+) -> None:
+    plain = settings.model_copy(update={"mirror_faces": False})
+    with TestClient(app_factory(settings=plain), raise_server_exceptions=False) as client:
+        response = submit(client, keys.admin, video_bytes, camera="gate", site="north")
+        assert response.status_code == 201, response.text
+        assert response.json()["mirror_faces"] is False
+        assert stored_job(session, response.json()["id"]).settings["mirror_faces"] is False
+        listed = client.get("/v1/jobs", headers=bearer(keys.admin))
+        assert [job["mirror_faces"] for job in listed.json()["items"]] == [False]
 
 
 def test_site_key_may_omit_the_site(client: TestClient, keys: Keys, video_bytes: bytes) -> None:

@@ -31,8 +31,15 @@ def test_scale_for(upscale, min_detect_side, size, expected) -> None:
 def test_settings_round_trip_through_the_job_row() -> None:
     settings = AnalysisSettings(sample_fps=2.0, detector_thresholds=(0.5, 0.6, 0.6))
     assert AnalysisSettings.from_dict(settings.to_dict()) == settings
-    # Settings stored by an older release (fewer keys) still load, with today's defaults.
+    # Settings stored by an older release (fewer keys) still load, with today's defaults...
     assert AnalysisSettings.from_dict({"sample_fps": 3.0}).sample_fps == 3.0
+    # ...except where such jobs ran otherwise: they were classified without mirroring, and
+    # a job part-way through an upgrade keeps reading its faces the way it started.
+    assert AnalysisSettings().mirror_faces is True
+    assert AnalysisSettings.from_dict({"sample_fps": 3.0}).mirror_faces is False
+    for mirror in (True, False):
+        stored = AnalysisSettings(mirror_faces=mirror).to_dict()
+        assert AnalysisSettings.from_dict(stored).mirror_faces is mirror
 
 
 def image(width: int, height: int) -> MediaInfo:

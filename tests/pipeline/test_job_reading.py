@@ -17,6 +17,7 @@ from storage.repositories import jobs as job_repo
 from tests.fixtures.scenes import render_composition
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
+from worker.pipeline.classify import CNNMaskClassifier
 
 FAST = AnalysisSettings(detector_weights="mtcnn_finetuned.pt")
 
@@ -68,4 +69,6 @@ def test_a_job_that_asks_for_no_mirroring_gets_none(
     assert sorted(label for label, _ in as_asked) == ["with_mask", "with_mask", "without_mask"]
     assert as_asked == reference
     assert as_asked != mirrored  # the two readings differ on these faces, or this proves nothing
-    assert mirrored_process.classifier.mirror is True  # the process's own setting is untouched
+    # the process's own setting is untouched
+    assert isinstance(mirrored_process.classifier, CNNMaskClassifier)
+    assert mirrored_process.classifier.mirror is True

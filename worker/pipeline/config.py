@@ -72,10 +72,16 @@ class AnalysisSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AnalysisSettings:
+        """Settings stored with a job; a key missing from a job stored before that setting
+        existed means what such jobs ran with (``LEGACY_DEFAULTS``), not today's default."""
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if "detector_thresholds" in known:
             known["detector_thresholds"] = tuple(known["detector_thresholds"])
-        return cls(**known)
+        return cls(**{**LEGACY_DEFAULTS, **known})
+
+
+# What jobs stored before a setting existed were analysed with.
+LEGACY_DEFAULTS: dict[str, Any] = {"mirror_faces": False}
 
 
 def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:

@@ -58,6 +58,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, data_dirs: Sequence[Path],
     report["label_mapping"] = {name: FALLBACK_CLASS[name] for name in sorted(folder_classes)
                                if name not in checkpoint.class_names}
     report["data_dirs"] = [folder_label(d) for d in data_dirs]
+    report["mirror_faces"] = mirror
     return report
 
 
