@@ -296,6 +296,9 @@ def train_detector(
     unmasked_factor: Annotated[int, typer.Option(
         min=1, help="RNet/ONet samples per unmasked face, as a multiple of those per masked face."
     )] = 1,
+    grey_fraction: Annotated[float, typer.Option(
+        min=0.0, max=1.0,
+        help="Share of RNet/ONet training crops turned greyscale (monochrome cameras).")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
@@ -308,7 +311,7 @@ def train_detector(
 
     torch.set_num_threads(threads)
     config = DetectorTrainConfig(epochs=epochs, lr=lr, seed=seed, neg_veto=neg_veto,
-                                 unmasked_factor=unmasked_factor)
+                                 unmasked_factor=unmasked_factor, grey_fraction=grey_fraction)
     pnet_config = PNetTrainConfig(epochs=pnet_epochs, lr=pnet_lr, seed=seed,
                                   unmasked_factor=pnet_unmasked_factor)
     split = split_file or DEFAULT_SPLITS_DIR / "kaggle_scenes_train.txt"

@@ -15,6 +15,7 @@ from worker.training.detector import (
     categorise,
     crop_like_mtcnn,
     crop_windows,
+    greyscale_some,
     iou,
     jitter_boxes,
     pnet_box,
@@ -203,3 +204,20 @@ def test_unmasked_factor_multiplies_the_unmasked_faces_samples() -> None:
     config = DetectorTrainConfig()
     assert per_face(1) == [config.pos_per_face, config.pos_per_face]
     assert per_face(3) == [config.pos_per_face, 3 * config.pos_per_face]
+
+
+def test_greyscale_some_turns_about_that_share_of_crops_grey() -> None:
+    crops = torch.randint(0, 256, (400, 3, 24, 24), dtype=torch.uint8)
+    assert greyscale_some(crops, 0.0, torch.Generator().manual_seed(0)) is crops
+    every = greyscale_some(crops, 1.0, torch.Generator().manual_seed(0))
+    # luma by hand for one pixel: 0.299 R + 0.587 G + 0.114 B, in all three channels
+    r, g, b = (float(crops[0, c, 5, 7]) for c in range(3))
+    assert every[0, :, 5, 7].tolist() == pytest.approx([0.299 * r + 0.587 * g + 0.114 * b] * 3)
+
+    some = greyscale_some(crops, 0.3, torch.Generator().manual_seed(0))
+    grey = (some[:, 0] == some[:, 1]).all(dim=(1, 2)) & (some[:, 1] == some[:, 2]).all(dim=(1, 2))
+    assert 0.2 < grey.float().mean() < 0.4
+    untouched = ~grey
+    assert torch.equal(some[untouched], crops[untouched].float())
+    again = greyscale_some(crops, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(some, again)  # seeded: the same crops turn grey

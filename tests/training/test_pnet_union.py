@@ -167,3 +167,23 @@ def test_train_detector_keeps_a_union_it_does_not_train(shared_dir: Path, tmp_pa
     target = MTCNN(device="cpu")
     load_detector_weights(target, str(out), torch.device("cpu"))
     assert isinstance(target.onet, UnionNet) and not isinstance(target.pnet, UnionNet)
+
+
+def test_train_detector_trains_on_some_grey_crops_and_records_it(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    split = str(shared_dir / "split.txt")
+    out = tmp_path / "grey.pt"
+    result = CliRunner().invoke(app, [
+        "train-detector", str(shared_dir), "--split-file", split, "--val-split-file", split,
+        "--stages", "onet", "--epochs", "1", "--grey-fraction", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    info = torch.load(out, weights_only=True)["info"]
+    assert info["rnet_onet"]["config"]["grey_fraction"] == 0.5
+    refused = CliRunner().invoke(app, ["train-detector", str(shared_dir), "--out",
+                                       str(tmp_path / "no.pt"), "--grey-fraction", "1.5"])
+    assert refused.exit_code == 2

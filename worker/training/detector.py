@@ -133,6 +133,27 @@ def normalise(crops: Any) -> Any:
     return (crops.float() - 127.5) * 0.0078125
 
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
+
+
+def greyscale_some(crops: Any, fraction: float, generator: Any) -> Any:
+    """Crops (N, 3, H, W) with about ``fraction`` of them (drawn from ``generator``) in grey.
+
+    A grey crop has its luma in all three channels, as a monochrome camera's frame decodes.
+    """
+    import torch
+
+    if fraction <= 0:
+        return crops
+    chosen = torch.rand(crops.shape[0], generator=generator) < fraction
+    if not bool(chosen.any()):
+        return crops
+    out = crops.float().clone()
+    weights = torch.tensor(LUMA).view(1, 3, 1, 1)
+    out[chosen] = (out[chosen] * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    return out
+
+
 @dataclass(frozen=True)
 class DetectorTrainConfig:
     upscale: float = 1.5  # scenes are enlarged like the recommended setting before cropping
@@ -155,6 +176,9 @@ class DetectorTrainConfig:
     #: Positive and part samples per unmasked face, as a multiple of those per masked face
     #: (unmasked faces are about five times rarer in the kaggle scenes). 1: the same number.
     unmasked_factor: int = 1
+    #: Share of each training batch turned greyscale (luma in all three channels), so that
+    #: RNet/ONet also learn faces from monochrome (night, infrared) cameras. 0: colour only.
+    grey_fraction: float = 0.0
 
 
 @dataclass
@@ -350,13 +374,15 @@ def finetune(
     labels = torch.as_tensor(samples.labels)
     targets = torch.as_tensor(samples.targets)
     gen = torch.Generator().manual_seed(config.seed)
+    grey = config.grey_fraction if isinstance(config, DetectorTrainConfig) else 0.0
+    grey_gen = torch.Generator().manual_seed(config.seed + 1)  # apart: same order as without
     history = []
     for epoch in range(config.epochs):
         order = torch.randperm(len(labels), generator=gen)
         total = {"cls": 0.0, "box": 0.0, "n": 0}
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            x = normalise(crops[idx])
+            x = normalise(greyscale_some(crops[idx], grey, grey_gen))
             lab = labels[idx]
             reg, prob = _forward(net, x)
             cls_mask = lab != LABEL_PART
