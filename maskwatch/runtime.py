@@ -43,6 +43,9 @@ def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettin
         "min_detect_side": settings.min_detect_side,
         "detector_weights": settings.detector_weights or None,
         "mirror_faces": settings.mirror_faces,
+        "mono_thresholds": (tuple(settings.mono_detector_thresholds)
+                            if settings.mono_detector_thresholds is not None else None),
+        "mono_face_threshold": settings.mono_face_threshold,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return AnalysisSettings(**values)  # type: ignore[arg-type]

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.pipeline.config import FAST_DETECTOR_WEIGHTS, SHIPPED_DETECTOR_WEIGHTS
+from worker.pipeline.config import (
+    FAST_DETECTOR_WEIGHTS,
+    MONO_FACE_THRESHOLD,
+    MONO_THRESHOLDS,
+    SHIPPED_DETECTOR_WEIGHTS,
+)
 
+NULLS = ("null", "none", "")  # what turns an optional setting off in the environment
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "worker" / "models" / "mask_cnn.pt"
 
 
@@ -43,6 +50,14 @@ class Settings(BaseSettings):
     min_face_size: int = 20
     detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
     face_threshold: float = 0.9
+    mono_detector_thresholds: Annotated[tuple[float, float, float] | None, NoDecode] = Field(
+        MONO_THRESHOLDS, description="MTCNN stage thresholds for monochrome (night/infrared) "
+        "frames, e.g. 0.5,0.6,0.6; null: as for colour frames",
+    )
+    mono_face_threshold: float | None = Field(
+        MONO_FACE_THRESHOLD, ge=0.0, le=1.0,
+        description="face threshold for monochrome frames; null: as for colour frames",
+    )
     detector_weights: str | None = Field(
         SHIPPED_DETECTOR_WEIGHTS,
         description="fine-tuned MTCNN (PNet/RNet/ONet) file (in worker/models/); "
@@ -72,6 +87,28 @@ class Settings(BaseSettings):
     segment_batch_frames: int = Field(
         25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
     )
+
+    @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
+    @classmethod
+    def _null_or_list(cls, value: object) -> object:
+        """From the environment: null/none/empty -> None; '0.5,0.6,0.6' or '[0.5,0.6,0.6]'."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.lower() in NULLS:
+            return None
+        if "," in text:
+            return tuple(part.strip() for part in text.strip("[]()").split(","))
+        return text
+
+    @field_validator("mono_detector_thresholds")
+    @classmethod
+    def _probabilities(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if value is not None and not all(0 < v <= 1 for v in value):
+            raise ValueError("thresholds must be in (0, 1], e.g. [0.5,0.6,0.6]")
+        return value
 
     @field_validator("sample_fps")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,7 +66,15 @@ def evaluate_scenes(
         float | None, typer.Option(min=0.1, help="Enlarge frames by this factor before detection.")
     ] = None,
     thresholds: Annotated[
-        str | None, typer.Option(help="MTCNN stage thresholds, e.g. 0.6,0.7,0.7.")
+        str | None, typer.Option(help="MTCNN stage thresholds of colour frames, e.g. 0.6,0.7,0.7.")
+    ] = None,
+    mono_thresholds: Annotated[
+        str | None, typer.Option(help="MTCNN stage thresholds of monochrome (night/infrared) "
+                                 "frames, e.g. 0.5,0.6,0.6; 'colour' for the colour ones.")
+    ] = None,
+    mono_face_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Face threshold of monochrome frames."),
     ] = None,
     face_threshold: Annotated[
         float | None,
@@ -107,7 +116,11 @@ def evaluate_scenes(
         face_threshold=face_threshold,
         detector_thresholds=parse_thresholds(thresholds),
         detector_weights=detector_weights,
+        mono_face_threshold=mono_face_threshold,
     )
+    if mono_thresholds is not None:  # "colour": monochrome frames use the colour thresholds
+        analysis = replace(analysis, mono_thresholds=None if mono_thresholds == "colour"
+                           else parse_thresholds(mono_thresholds))
     scene_ids = read_split(split_file) if split_file is not None else None
     try:
         scenes = load_scenes(annotations_dir, images_dir, scene_ids, limit)

@@ -14,6 +14,10 @@ MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
 # alone is the fast choice (docs/model-card.md, docs/benchmarks.md).
 FAST_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"
 SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt+mtcnn_union.pt"
+# Looser thresholds for monochrome frames, chosen on greyscale copies of the training scenes
+# (docs/model-card.md, "Monochrome frames").
+MONO_THRESHOLDS: tuple[float, float, float] | None = (0.5, 0.6, 0.6)
+MONO_FACE_THRESHOLD: float | None = 0.7
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,18 @@ class DetectorConfig:
     # Fine-tuned PNet/RNet/ONet state dicts (worker/training/detector.py), a file name under
     # worker/models/ or a path; None: the wheel's stock weights.
     detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS
+    # Stage and face thresholds for monochrome frames (night/infrared cameras), on which
+    # MTCNN's colour-trained stages score faces lower; None: the same as colour frames.
+    mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
+    mono_face_threshold: float | None = MONO_FACE_THRESHOLD
+
+    def thresholds_for(self, monochrome: bool) -> tuple[tuple[float, float, float], float]:
+        """(stage thresholds, face threshold) for a colour or a monochrome frame."""
+        if not monochrome:
+            return self.thresholds, self.face_threshold
+        return (self.mono_thresholds or self.thresholds,
+                self.face_threshold if self.mono_face_threshold is None
+                else self.mono_face_threshold)
 
     def scale_for(self, width: int, height: int) -> float:
         """How much to enlarge a frame before MTCNN.
@@ -54,6 +70,8 @@ class AnalysisSettings:
     min_detect_side: int = 600
     detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS  # None: stock MTCNN weights
     mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
+    mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
+    mono_face_threshold: float | None = MONO_FACE_THRESHOLD
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(
@@ -63,11 +81,15 @@ class AnalysisSettings:
             upscale=self.upscale,
             min_detect_side=self.min_detect_side,
             detector_weights=self.detector_weights,
+            mono_thresholds=self.mono_thresholds,
+            mono_face_threshold=self.mono_face_threshold,
         )
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["detector_thresholds"] = list(self.detector_thresholds)
+        if self.mono_thresholds is not None:
+            values["mono_thresholds"] = list(self.mono_thresholds)
         return values
 
     @classmethod
@@ -75,13 +97,16 @@ class AnalysisSettings:
         """Settings stored with a job; a key missing from a job stored before that setting
         existed means what such jobs ran with (``LEGACY_DEFAULTS``), not today's default."""
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        if "detector_thresholds" in known:
-            known["detector_thresholds"] = tuple(known["detector_thresholds"])
+        for key in ("detector_thresholds", "mono_thresholds"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
         return cls(**{**LEGACY_DEFAULTS, **known})
 
 
 # What jobs stored before a setting existed were analysed with.
-LEGACY_DEFAULTS: dict[str, Any] = {"mirror_faces": False}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "mirror_faces": False, "mono_thresholds": None, "mono_face_threshold": None,
+}
 
 
 def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:

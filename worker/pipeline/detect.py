@@ -67,29 +67,32 @@ class MTCNNDetector:
         """The frame as this detector's cascade reads it (enlarged if small); None if too small."""
         height, width = frame.shape[:2]
         scale = self.config.scale_for(width, height)
+        prepared = PreparedFrame(width, height, scale, is_monochrome(frame))
         if scale != 1.0:
             frame = _resize(frame, scale)
         # MTCNN's image pyramid is empty for frames smaller than min_face_size (torch.cat crash).
         if min(frame.shape[:2]) < max(self.config.min_face_size, 12):
-            return PreparedFrame(width, height, scale), None
+            return prepared, None
         if self.uses_cascade:
-            return PreparedFrame(width, height, scale), CascadeFrame(frame)
-        return PreparedFrame(width, height, scale), frame
+            return prepared, CascadeFrame(frame)
+        return prepared, frame
 
     def detect_prepared(self, prepared: PreparedFrame,
                         frame: np.ndarray | CascadeFrame | None) -> Detections:
         if frame is None:
             return Detections.empty()
         mtcnn = self._mtcnn
+        thresholds, face_threshold = self.config.thresholds_for(prepared.monochrome)
         with torch.inference_mode():
             if isinstance(frame, CascadeFrame):
                 boxes, points = detect_faces(frame, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
-                                             self.config.min_face_size, self.config.thresholds,
+                                             self.config.min_face_size, thresholds,
                                              mtcnn.factor)
                 if len(boxes) == 0:
                     return Detections.empty()
                 xyxy, probs = boxes[:, :4], boxes[:, 4]
             else:
+                mtcnn.thresholds = list(thresholds)  # facenet's detect reads them from here
                 xyxy, probs, points = mtcnn.detect(frame, landmarks=True)
                 if xyxy is None:
                     return Detections.empty()
@@ -100,17 +103,38 @@ class MTCNNDetector:
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
         sized = (xyxy[:, 2] - xyxy[:, 0] >= 2) & (xyxy[:, 3] - xyxy[:, 1] >= 2)
-        keep = (confidence >= self.config.face_threshold) & sized
+        keep = (confidence >= face_threshold) & sized
         return Detections(xyxy[keep], confidence[keep], landmarks[keep])
 
 
 @dataclass(frozen=True)
 class PreparedFrame:
-    """A frame's original size and the factor it was enlarged by before detection."""
+    """A frame's original size, the factor it was enlarged by before detection, and whether
+    it is monochrome (``is_monochrome``)."""
 
     width: int
     height: int
     scale: float
+    monochrome: bool = False
+
+
+MONO_TOLERANCE = 4  # channel difference still counted as grey (video's chroma rounding)
+MONO_SHARE = 0.98  # share of grey pixels that makes a frame monochrome (overlays may be coloured)
+
+
+def is_monochrome(frame: np.ndarray, step: int = 7) -> bool:
+    """Whether an RGB frame is a grey picture: a night or infrared camera's, or a grey image.
+
+    Reads every ``step``-th pixel each way. A frame is monochrome when nearly all of them
+    (``MONO_SHARE``) have their three channels within ``MONO_TOLERANCE``: a decoded grey
+    video has small chroma rounding, and a camera's coloured timestamp overlay must not make
+    a night frame count as colour.
+    """
+    sample = np.asarray(frame[::step, ::step], np.int16).reshape(-1, 3)
+    if len(sample) == 0:
+        return False
+    spread = sample.max(axis=1) - sample.min(axis=1)
+    return bool(np.mean(spread <= MONO_TOLERANCE) >= MONO_SHARE)
 
 
 #: ``"a.pt+b.pt"`` as detector weights: one MTCNN per file, their boxes merged (MergedDetector).

@@ -53,15 +53,18 @@ DEFAULT_SPLITS_DIR = Path(__file__).parent / "splits"
 # Stock MTCNN thresholds miss many masked faces; these find them at a few more false boxes.
 # The detector weights are the ones the shipped classifier's crops were cut with (pinned, so
 # that a change of the shipped default does not silently change the training data).
+# Monochrome frames get no thresholds of their own here: the crops stay as they were cut.
 PREPARE_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.5, 0.6, 0.6),
-                                  face_threshold=0.8, detector_weights=FAST_DETECTOR_WEIGHTS)
+                                  face_threshold=0.8, detector_weights=FAST_DETECTOR_WEIGHTS,
+                                  mono_thresholds=None, mono_face_threshold=None)
 
 
 # The shipped detector, looser than its defaults: it also finds what a lower operating
 # threshold lets through, so that the classifier learns to reject those boxes (not_face).
 DETECTED_CROPS_DETECTOR = DetectorConfig(min_face_size=20, thresholds=(0.6, 0.7, 0.7),
                                          face_threshold=0.5,
-                                         detector_weights=FAST_DETECTOR_WEIGHTS)
+                                         detector_weights=FAST_DETECTOR_WEIGHTS,
+                                         mono_thresholds=None, mono_face_threshold=None)
 FACE_IOU = 0.5  # a detection this close to a GT face takes its class
 NOT_FACE_IOU = 0.3  # a detection under this with every GT face (and its square) is not_face
 
