@@ -14,6 +14,7 @@ import numpy as np
 from storage.records import FrameRecord, compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
+    Matches,
     SceneHits,
     best_f1,
     compliance_error,
@@ -190,6 +191,7 @@ def evaluate(
     for index, name in enumerate(names):
         per_class[name]["ap_coco101"] = cross_check[index]
     scored = [r["ap"] for r in per_class.values() if r["ap"] is not None]
+    face_matches = _face_matches(scenes, predictions)
     true_ratios = [compliance_ratio(_count(s, CLASS_WITH_MASK), _count(s)) for s in scenes]
     predicted_ratios = [compliance_ratio(p.record.masked, p.record.faces) for p in predictions]
 
@@ -203,12 +205,13 @@ def evaluate(
         "scored_as": mapping,
         "per_class": per_class,
         "map": float(np.mean(scored)) if scored else None,
-        "faces": _face_report(scenes, predictions),
+        "faces": _face_report(scenes, predictions, face_matches),
         "compliance": compliance_error(true_ratios, predicted_ratios).to_dict(),
         "intervals": scene_bootstrap(
             hits,
             scene_compliance_errors(true_ratios, predicted_ratios),
-            _faces_found(scenes, predictions),
+            [(int(m.gt_matched[~s.difficult].sum()), int((~s.difficult).sum()))
+             for s, m in zip(scenes, face_matches, strict=True)],
             rounds=bootstrap_rounds,
         ) if bootstrap_rounds and scenes else None,
         "timing": {
@@ -278,21 +281,19 @@ def _class_report(per_scene: Sequence[SceneHits]) -> dict[str, Any]:
     }
 
 
-def _faces_found(
+def _face_matches(
     scenes: Sequence[Scene], predictions: Sequence[ScenePrediction]
-) -> list[tuple[int, int]]:
-    """Per scene, (faces found at IoU 0.5 by a box of any label, faces that count)."""
-    found = []
-    for scene, prediction in zip(scenes, predictions, strict=True):
-        matches = match_greedy(
-            prediction.xyxy, prediction.face_probs, scene.xyxy, scene.difficult, IOU_THRESHOLD
-        )
-        counted = ~scene.difficult
-        found.append((int(matches.gt_matched[counted].sum()), int(counted.sum())))
-    return found
+) -> list[Matches]:
+    """Per scene, every predicted box (any label, by face_prob) matched to any face."""
+    return [
+        match_greedy(p.xyxy, p.face_probs, s.xyxy, s.difficult, IOU_THRESHOLD)
+        for s, p in zip(scenes, predictions, strict=True)
+    ]
 
 
-def _face_report(scenes: Sequence[Scene], predictions: Sequence[ScenePrediction]) -> dict[str, Any]:
+def _face_report(
+    scenes: Sequence[Scene], predictions: Sequence[ScenePrediction], face_matches: list[Matches]
+) -> dict[str, Any]:
     """Class-agnostic: any predicted box on any face, scored by the detector's face_prob.
 
     Also splits recall by ground-truth label (the detector's ceiling on each class's recall)
@@ -300,10 +301,7 @@ def _face_report(scenes: Sequence[Scene], predictions: Sequence[ScenePrediction]
     """
     scores, hits, matched, sizes, labels = [], [], [], [], []
     confusion = {label: dict.fromkeys(MASK_LABELS, 0) for label in MASK_LABELS}
-    for scene, prediction in zip(scenes, predictions, strict=True):
-        matches = match_greedy(
-            prediction.xyxy, prediction.face_probs, scene.xyxy, scene.difficult, IOU_THRESHOLD
-        )
+    for scene, prediction, matches in zip(scenes, predictions, face_matches, strict=True):
         scores.append(prediction.face_probs[~matches.ignored])
         hits.append(matches.true_positive[~matches.ignored])
         matched.append(matches.gt_matched[~scene.difficult])
