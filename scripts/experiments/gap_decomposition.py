@@ -36,7 +36,6 @@ import torch
 import worker.pipeline.analyze as analyze
 from maskwatch.runtime import analysis_settings, models_for
 from maskwatch.settings import get_settings
-from storage.records import FrameRecord
 from worker.evaluation.metrics import FACE_SIZE_BINS, match_greedy, short_side, size_bin
 from worker.evaluation.run import (
     IOU_THRESHOLD,
@@ -44,6 +43,7 @@ from worker.evaluation.run import (
     evaluate,
     predict_scenes,
     scored_as,
+    with_faces,
 )
 from worker.evaluation.scenes import Scene, load_scenes, read_split
 from worker.pipeline.types import (
@@ -96,12 +96,7 @@ def relabelled(scene: Scene, prediction: ScenePrediction, mapping: dict[str, str
             faces.append(replace(face, label=label, score=face.face_prob))
         elif keep_unmatched:
             faces.append(face)
-    counts = {label: sum(f.label == label for f in faces) for label in MASK_LABELS}
-    record: FrameRecord = replace(
-        prediction.record, faces=len(faces), masked=counts[CLASS_WITH_MASK],
-        unmasked=counts[CLASS_WITHOUT_MASK], incorrect=counts[CLASS_INCORRECT_MASK],
-        detections=faces)
-    return replace(prediction, record=record)
+    return with_faces(prediction, faces)
 
 
 def missed_by_size(scenes: Sequence[Scene],

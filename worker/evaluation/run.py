@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from storage.records import FrameRecord, compliance_ratio
+from storage.records import FaceRecord, FrameRecord, compliance_ratio
 from worker.evaluation.metrics import (
     FACE_SIZE_BINS,
     Matches,
@@ -133,7 +133,13 @@ def keep_face_prob(prediction: ScenePrediction, threshold: float) -> ScenePredic
     drops faces below face_threshold after detection and each crop is classified on its
     own; only the timing is that of the run.
     """
-    faces = [f for f in prediction.record.detections if f.face_prob >= threshold]
+    return with_faces(
+        prediction, [f for f in prediction.record.detections if f.face_prob >= threshold]
+    )
+
+
+def with_faces(prediction: ScenePrediction, faces: list[FaceRecord]) -> ScenePrediction:
+    """The prediction holding ``faces`` instead of its own, with the counts made to match."""
     counts = {label: sum(f.label == label for f in faces) for label in MASK_LABELS}
     record = replace(
         prediction.record,
