@@ -15,6 +15,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
+# Appended to every test database's name, so that two checkouts can run their suites at once.
+DATABASE_SUFFIX = os.environ.get("MASKWATCH_TEST_DB_SUFFIX", "")
 BACKENDS = (
     ["sqlite"]
     if NO_POSTGRES
@@ -28,6 +30,7 @@ def postgres_database(name: str, *, recreate: bool = False) -> str:
     Fails the test (rather than skipping it) when PostgreSQL cannot be reached;
     set MASKWATCH_TEST_NO_POSTGRES=1 to run the SQLite half only.
     """
+    name += DATABASE_SUFFIX
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
