@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-fast lint bench
 
 setup: $(VENV)/.installed
 
@@ -14,13 +14,21 @@ demo: setup
 	maskwatch db upgrade
 	maskwatch analyze worker/samples/sample.mp4 --camera demo-cam --site demo
 
-test: setup
+# The full suite: real PostgreSQL, Redis, worker processes, models over video, training.
+test: lint
 	scripts/ensure-services.sh
 	python -m pytest
 
+# After a one-line change: no services (SQLite only), no training, nothing marked slow.
+test-fast: setup
+	MASKWATCH_TEST_NO_POSTGRES=1 python -m pytest -q -m "not slow and not postgres"
+
+# ruff, mypy, and the import contracts in pyproject.toml (layers one way down, no cycles,
+# the service apart from the model lab).
 lint: setup
 	ruff check .
-	mypy maskwatch worker storage api
+	mypy maskwatch worker storage api ml
+	lint-imports
 
 bench: setup
 	python scripts/bench.py

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from maskwatch.core.analysis import AnalysisSettings
+from maskwatch.core.counts import FaceCounts, shown
 from storage.models import InputKind, Job, JobStatus
-from storage.records import REPORT_DIGITS
-from storage.repositories.reports import Bucket, JobSummary
-from worker.pipeline.config import AnalysisSettings
+from storage.repositories.reports import Bucket
 
 
 def iso_utc(value: datetime) -> str:
     """``2024-03-01T09:00:00Z``-style text (microseconds kept when present)."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def shown(ratio: float | None) -> float | None:
-    """A compliance ratio (computed in SQL by storage) rounded as the CLI report shows it."""
-    return None if ratio is None else round(ratio, REPORT_DIGITS)
 
 
 UTCDateTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
@@ -41,28 +37,31 @@ class Progress(_Out):
     frames_total: int | None = Field(description="sampled frames expected; None until known")
 
 
-class Summary(_Out):
-    """Totals over a succeeded job's frames; compliance_ratio = masked / faces."""
+class FaceCountsOut(_Out):
+    """Face counts (maskwatch.core.counts.FaceCounts); compliance_ratio = masked / faces,
+    rounded as every report shows it."""
 
-    frames: int
-    frames_with_faces: int
     faces: int
     masked: int
     unmasked: int
     incorrect: int
     compliance_ratio: float | None
 
+    @staticmethod
+    def fields_of(counts: FaceCounts) -> dict[str, Any]:
+        """The counts this model and its subclasses show, by field name."""
+        return {**asdict(counts), "compliance_ratio": shown(counts.compliance_ratio)}
+
+
+class Summary(FaceCountsOut):
+    """Totals over a succeeded job's frames."""
+
+    frames: int
+    frames_with_faces: int
+
     @classmethod
-    def of(cls, summary: JobSummary) -> Summary:
-        return cls(
-            frames=summary.frames,
-            frames_with_faces=summary.frames_with_faces,
-            faces=summary.faces,
-            masked=summary.masked,
-            unmasked=summary.unmasked,
-            incorrect=summary.incorrect,
-            compliance_ratio=shown(summary.compliance_ratio),
-        )
+    def of(cls, summary: FaceCounts) -> Summary:
+        return cls(**cls.fields_of(summary))
 
 
 class JobOut(_Out):
@@ -91,7 +90,7 @@ class JobOut(_Out):
     )
 
     @classmethod
-    def of(cls, job: Job, summary: JobSummary | None = None) -> JobOut:
+    def of(cls, job: Job, summary: FaceCounts | None = None) -> JobOut:
         return cls(
             id=job.id,
             status=job.status,
@@ -132,26 +131,16 @@ class FramePage(BaseModel):
     total: int = Field(description="frames the job has, over all pages")
 
 
-class BucketOut(_Out):
+class BucketOut(FaceCountsOut):
     """Totals of the frames captured in [bucket_start, bucket_start + bucket)."""
 
     bucket_start: UTCDateTime
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
-    compliance_ratio: float | None
 
     @classmethod
     def of(cls, bucket: Bucket) -> BucketOut:
-        return cls(
-            bucket_start=bucket.start,
-            faces=bucket.faces,
-            masked=bucket.masked,
-            unmasked=bucket.unmasked,
-            incorrect=bucket.incorrect,
-            compliance_ratio=shown(bucket.compliance_ratio),
-        )
+        counts = cls.fields_of(bucket.counts)
+        del counts["frames"], counts["frames_with_faces"]  # a bucket counts faces only
+        return cls(bucket_start=bucket.start, **counts)
 
 
 class ReportOut(BaseModel):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import typer
 
-from maskwatch.commands import analyze, classify, db, evaluation, service, training, worker
+from maskwatch.commands import analyze, classify, db, service, worker
+
+# The model lab's commands (ml/, the `[ml]` extra), and the packages they need beyond the service.
+LAB_COMMANDS = ("prepare-data", "train", "evaluate", "ensemble", "train-detector",
+                "evaluate-scenes")
+LAB_PACKAGES = ("ml", "torchmetrics", "pycocotools")
 
 app = typer.Typer(
     name="maskwatch",
@@ -25,8 +31,40 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
     )
 
 
-for commands in (analyze, classify, training, evaluation, db, service, worker):
+def lab_missing() -> list[str]:
+    """The lab's packages this installation lacks (none: the lab commands are available)."""
+    return [name for name in LAB_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def _register_lab(app: typer.Typer) -> None:
+    """Add the lab's commands, or, without the lab, stand-ins that say how to get them."""
+    missing = lab_missing()
+    if not missing:
+        from ml.commands import register  # imported only when the lab is there
+
+        register(app)
+        return
+
+    def unavailable(ctx: typer.Context) -> None:
+        typer.echo(
+            f"error: `maskwatch {ctx.info_name}` is a model-lab command, and this installation "
+            f"lacks {', '.join(missing)}: install the lab with `pip install -e '.[ml]'` "
+            "from a source checkout",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    for name in LAB_COMMANDS:
+        app.command(
+            name,
+            help="Model lab (needs the [ml] extra).",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(unavailable)
+
+
+for commands in (analyze, classify, db, service, worker):
     commands.register(app)
+_register_lab(app)
 
 if __name__ == "__main__":
     app()

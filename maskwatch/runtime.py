@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.analysis import AnalysisSettings
 from maskwatch.settings import Settings
 from storage.db import is_up_to_date, make_engine, make_session_factory, upgrade
-from worker.pipeline.config import AnalysisSettings
 
 if TYPE_CHECKING:
     from worker.pipeline.analyze import Models
@@ -33,22 +33,8 @@ def open_database(url: str, auto_upgrade: bool) -> sessionmaker[Session]:
 
 
 def analysis_settings(settings: Settings, **overrides: object) -> AnalysisSettings:
-    values: dict[str, object] = {
-        "sample_fps": settings.sample_fps,
-        "max_frame_side": settings.max_frame_side,
-        "min_face_size": settings.min_face_size,
-        "detector_thresholds": tuple(settings.detector_thresholds),
-        "face_threshold": settings.face_threshold,
-        "upscale": settings.upscale,
-        "min_detect_side": settings.min_detect_side,
-        "detector_weights": settings.detector_weights or None,
-        "mirror_faces": settings.mirror_faces,
-        "mono_thresholds": (tuple(settings.mono_detector_thresholds)
-                            if settings.mono_detector_thresholds is not None else None),
-        "mono_face_threshold": settings.mono_face_threshold,
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return AnalysisSettings(**values)  # type: ignore[arg-type]
+    """``settings.analysis(**overrides)``, for the surfaces that name it so."""
+    return settings.analysis(**overrides)
 
 
 def models_for(settings: Settings, analysis: AnalysisSettings) -> Models:

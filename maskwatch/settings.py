@@ -9,15 +9,14 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.pipeline.config import (
-    FAST_DETECTOR_WEIGHTS,
-    MONO_FACE_THRESHOLD,
-    MONO_THRESHOLDS,
-    SHIPPED_DETECTOR_WEIGHTS,
-)
+from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS, AnalysisSettings
 
 NULLS = ("null", "none", "")  # what turns an optional setting off in the environment
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "worker" / "models" / "mask_cnn.pt"
+# The analysis settings' defaults live in AnalysisSettings; the fields below take them from it.
+ANALYSIS = AnalysisSettings()
+# Settings field for an AnalysisSettings field, where the two names differ.
+SETTING_FOR_ANALYSIS = {"mono_thresholds": "mono_detector_thresholds"}
 
 
 class Settings(BaseSettings):
@@ -43,31 +42,35 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, description="0 leaves torch's default")
     checkpoint: Path = DEFAULT_CHECKPOINT
     mirror_faces: bool = Field(
-        True, description="classify each face and its mirror image and average the two "
+        ANALYSIS.mirror_faces,
+        description="classify each face and its mirror image and average the two "
         "(more accurate; off: about half the classifier's cost)",
     )
-    sample_fps: float = 5.0
-    min_face_size: int = 20
-    detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
-    face_threshold: float = 0.9
+    sample_fps: float = ANALYSIS.sample_fps
+    min_face_size: int = ANALYSIS.min_face_size
+    detector_thresholds: tuple[float, float, float] = ANALYSIS.detector_thresholds
+    face_threshold: float = ANALYSIS.face_threshold
     mono_detector_thresholds: Annotated[tuple[float, float, float] | None, NoDecode] = Field(
-        MONO_THRESHOLDS, description="MTCNN stage thresholds for monochrome (night/infrared) "
+        ANALYSIS.mono_thresholds,
+        description="MTCNN stage thresholds for monochrome (night/infrared) "
         "frames, e.g. 0.5,0.6,0.6; null: as for colour frames",
     )
     mono_face_threshold: float | None = Field(
-        MONO_FACE_THRESHOLD, ge=0.0, le=1.0,
+        ANALYSIS.mono_face_threshold, ge=0.0, le=1.0,
         description="face threshold for monochrome frames; null: as for colour frames",
     )
     detector_weights: str | None = Field(
-        SHIPPED_DETECTOR_WEIGHTS,
+        ANALYSIS.detector_weights,
         description="fine-tuned MTCNN (PNet/RNet/ONet) file (in worker/models/); "
         "a.pt+b.pt runs two detectors and merges their boxes (the default); "
         f"{FAST_DETECTOR_WEIGHTS} alone is faster and less accurate; "
         "empty for MTCNN's stock weights",
     )
-    upscale: float = Field(1.0, ge=0.25, le=4.0)
-    min_detect_side: int = Field(600, ge=0, description="smaller frames are enlarged to this")
-    max_frame_side: int = 1280
+    upscale: float = Field(ANALYSIS.upscale, ge=0.25, le=4.0)
+    min_detect_side: int = Field(
+        ANALYSIS.min_detect_side, ge=0, description="smaller frames are enlarged to this"
+    )
+    max_frame_side: int = ANALYSIS.max_frame_side
 
     # Distributed workers (`maskwatch worker`); see docs/deployment.md.
     segment_seconds: float = Field(30.0, gt=0, description="length of the parts a job splits into")
@@ -87,6 +90,19 @@ class Settings(BaseSettings):
     segment_batch_frames: int = Field(
         25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
     )
+
+    def analysis(self, **overrides: object) -> AnalysisSettings:
+        """The analysis settings these settings give, with ``overrides`` (None: not
+        overridden); a field these settings do not expose keeps its default."""
+        values: dict[str, object] = {}
+        for name in AnalysisSettings.__dataclass_fields__:
+            setting = SETTING_FOR_ANALYSIS.get(name, name)
+            if setting in type(self).model_fields:
+                value = getattr(self, setting)
+                values[name] = tuple(value) if isinstance(value, list | tuple) else value
+        values["detector_weights"] = values.get("detector_weights") or None  # "": stock MTCNN
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return AnalysisSettings(**values)  # type: ignore[arg-type]
 
     @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
     @classmethod

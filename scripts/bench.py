@@ -31,7 +31,7 @@ from worker.pipeline.decode import iter_frames, output_size, probe  # noqa: E402
 
 
 def reference_clip(out_dir: Path) -> Path:
-    from tests.fixtures.scenes import make_composition_video
+    from ml.footage import make_composition_video
 
     segments = [(2, 1), (1, 2), (3, 0), (0, 0), (2, 2)] * 2
     return make_composition_video(

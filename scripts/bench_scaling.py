@@ -28,9 +28,9 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from maskwatch.core.records import FaceRecord, FrameRecord  # noqa: E402
 from maskwatch.settings import Settings  # noqa: E402
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.records import FaceRecord, FrameRecord  # noqa: E402
 from storage.repositories import frames as frame_repo  # noqa: E402
 from storage.repositories import jobs as job_repo  # noqa: E402
 from tests.distributed.dist_support import (  # noqa: E402
@@ -65,7 +65,7 @@ def fresh_database() -> str:
 
 
 def generated_clip(out_dir: Path, seconds: int) -> Path:
-    from tests.fixtures.scenes import make_composition_video
+    from ml.footage import make_composition_video
 
     pattern = [(1, 1), (2, 0), (0, 2), (2, 1), (1, 2)]
     scenes = [pattern[i % len(pattern)] for i in range(seconds // 2)]

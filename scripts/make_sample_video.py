@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a plain script: make `tests.fixtures` importable
+sys.path.insert(0, str(ROOT))  # run as a plain script: make `ml` importable
 
-from tests.fixtures.scenes import (  # noqa: E402
+from ml.footage import (  # noqa: E402
     BACKGROUND_RGB,
     expected_counts,
     face_paths,
@@ -40,8 +40,8 @@ def build(out_dir: Path) -> tuple[Path, Path]:
         raise RuntimeError(f"{video.name} is {video.stat().st_size} bytes, over {MAX_BYTES}")
     expected = {
         "video": video.name,
-        "generator": "scripts/make_sample_video.py (tests/fixtures/scenes.py)",
-        "faces_source": "tests/fixtures/faces: chandrikadeb7/Face-Mask-Detection, MIT licence",
+        "generator": "scripts/make_sample_video.py (ml/footage.py)",
+        "faces_source": "ml/faces: chandrikadeb7/Face-Mask-Detection, MIT licence",
         "fps": FPS,
         "width": SIZE[0],
         "height": SIZE[1],

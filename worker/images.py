@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.records import FrameRecord
+from maskwatch.core.analysis import AnalysisSettings
+from maskwatch.core.records import FrameRecord
 from worker.pipeline.analyze import Models, analyze_frames
-from worker.pipeline.config import AnalysisSettings, check_analysable
+from worker.pipeline.config import check_analysable
 from worker.pipeline.decode import iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
 

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.analysis import AnalysisSettings
+from maskwatch.core.records import FrameRecord
 from storage.models import Job
-from storage.records import FrameRecord
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
-from worker.pipeline.config import AnalysisSettings, check_analysable
+from worker.pipeline.config import check_analysable
 from worker.pipeline.decode import MediaInfo, estimate_sample_count, iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
 
@@ -132,6 +133,15 @@ def finish_job(session: Session, job: Job) -> None:
         job_repo.mark_succeeded(session, job)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The reason a job shows when ``exc`` ended it: bad input's own message (it names the
+    user's file), anything else as an internal error. The one place that words a failure,
+    for the embedded path (run_job) and the Celery tasks alike."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
 def run_job(
     session_factory: sessionmaker[Session],
     job_id: str,
@@ -154,12 +164,12 @@ def run_job(
         except InputError as exc:
             session.rollback()
             logger.info("job %s failed on its input: %s", job_id, exc)
-            job_repo.mark_failed(session, job, str(exc))
+            job_repo.mark_failed(session, job, failure_reason(exc))
             session.commit()
         except Exception as exc:
             session.rollback()
             logger.exception("job %s failed", job_id)
-            job_repo.mark_failed(session, job, f"internal error: {type(exc).__name__}: {exc}")
+            job_repo.mark_failed(session, job, failure_reason(exc))
             session.commit()
             raise
         return job

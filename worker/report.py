@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from maskwatch.core.counts import FaceCounts
 from storage.models import Job
-from storage.records import REPORT_DIGITS, compliance_ratio
 from storage.repositories import reports as report_repo
 
 MOMENT_GAP_S = 2.0
@@ -28,30 +28,6 @@ class Moment:
 
 
 @dataclass(frozen=True)
-class Counts:
-    frames: int = 0
-    frames_with_faces: int = 0
-    faces: int = 0
-    masked: int = 0
-    unmasked: int = 0
-    incorrect: int = 0
-
-    @property
-    def compliance_ratio(self) -> float | None:
-        """Share of faces wearing a mask properly; incorrectly worn counts as not compliant."""
-        ratio = compliance_ratio(self.masked, self.faces)
-        return None if ratio is None else round(ratio, REPORT_DIGITS)
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "compliance_ratio": self.compliance_ratio}
-
-
-@dataclass(frozen=True)
 class JobReport:
     job_id: str
     input_name: str
@@ -59,7 +35,7 @@ class JobReport:
     camera: str
     status: str
     error: str | None
-    counts: Counts
+    counts: FaceCounts
     worst_moments: list[Moment] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
@@ -84,8 +60,8 @@ class Report:
     jobs: list[JobReport]
 
     @property
-    def totals(self) -> Counts:
-        total = Counts()
+    def totals(self) -> FaceCounts:
+        total = FaceCounts()
         for job in self.jobs:
             total = total + job.counts
         return total
@@ -100,15 +76,7 @@ class Report:
 
 
 def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
-    summary = report_repo.job_summary(session, job.id)
-    counts = Counts(
-        frames=summary.frames,
-        frames_with_faces=summary.frames_with_faces,
-        faces=summary.faces,
-        masked=summary.masked,
-        unmasked=summary.unmasked,
-        incorrect=summary.incorrect,
-    )
+    counts = report_repo.job_summary(session, job.id)
     moments: list[Moment] = []
     # Neighbouring frames of one bad scene are alike: list moments at least MOMENT_GAP_S apart.
     for f in report_repo.worst_frames(session, job.id, limit=worst * 50):

@@ -14,10 +14,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from storage.repositories import jobs as job_repo
 from worker import segments
-from worker.celery_app import app, worker_process
+from worker.celery_app import app
 from worker.dispatch import enqueue_segments
+from worker.jobs import failure_reason
 from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.errors import InputError
+from worker.process import worker_process
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class AnalysisTask(Task):
             limit = self.app.conf.task_soft_time_limit
             reason = f"internal error: the task ran past its time limit ({limit} s)"
         else:
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
         try:
             with worker_process().session_factory() as session:
                 if segment_index is None:
@@ -99,7 +101,7 @@ def start_job(self: AnalysisTask, job_id: str) -> None:
         except InputError as exc:
             session.rollback()
             logger.info("job %s failed on its input: %s", job_id, exc)
-            segments.fail_job(session, job_id, str(exc))
+            segments.fail_job(session, job_id, failure_reason(exc))
             session.commit()
             return
         except LookupError:
@@ -149,7 +151,9 @@ def process_segment(self: AnalysisTask, job_id: str, segment_index: int) -> None
         except InputError as exc:
             session.rollback()
             logger.info("job %s segment %d failed on its input: %s", job_id, segment_index, exc)
-            segments.fail_segment(session, job_id, segment_index, str(exc), task_id)
+            segments.fail_segment(
+                session, job_id, segment_index, failure_reason(exc), task_id
+            )
             session.commit()
             return
         finalised = segments.complete(session, job, segment, outcome, task_id)

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS
 from maskwatch.runtime import (
     SetupError,
     analysis_settings,
@@ -28,7 +29,6 @@ from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
 from worker.jobs import run_job
-from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
 from worker.report import build_report
 
 from .render import render_report

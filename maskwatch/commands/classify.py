@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from maskwatch.core.records import FaceRecord
 from maskwatch.runtime import SetupError, analysis_settings, models_for
 from maskwatch.settings import get_settings
-from storage.records import FaceRecord
 from worker.pipeline.annotate import annotate
 from worker.pipeline.errors import InputError
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from maskwatch.core.counts import shown
 from worker.report import JobReport, Report
 
 
 def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    shown_value = shown(value)
+    return "n/a" if shown_value is None else f"{shown_value:.1%}"
 
 
 def _clock(seconds: float) -> str:

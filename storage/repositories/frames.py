@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from maskwatch.core.labels import MASK_LABELS
+from maskwatch.core.records import FaceRecord, FrameRecord
 from storage.models import FaceDetection, FrameStat, Job
-from storage.records import FACE_LABELS, FaceRecord, FrameRecord
 
 MAX_PAGE_SIZE = 1000
 
@@ -25,7 +26,7 @@ def _validate(records: Sequence[FrameRecord]) -> None:
         if min(counts) < 0:
             raise ValueError(f"frame {record.frame_index}: negative face count")
         for face in record.detections:
-            if face.label not in FACE_LABELS:
+            if face.label not in MASK_LABELS:
                 raise ValueError(f"frame {record.frame_index}: unknown label {face.label!r}")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from maskwatch.core.counts import FaceCounts
 from storage.models import Camera, FrameStat, Job, JobStatus
 
 BucketSize = Literal["minute", "hour", "day"]
@@ -32,39 +33,18 @@ _SQLITE_BUCKET_FORMATS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class JobSummary:
-    """Totals over all frames of a job; compliance_ratio is masked / faces, None without faces."""
-
-    frames: int
-    frames_with_faces: int
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
-    compliance_ratio: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class Bucket:
     """Totals over the frames captured in [start, start + bucket size); start is UTC."""
 
     start: datetime
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
-    compliance_ratio: float | None
+    counts: FaceCounts
 
 
 def _total(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     return func.coalesce(func.sum(column), 0)
 
 
-def _ratio() -> ColumnElement[Any]:
-    return cast(func.sum(FrameStat.masked), Float) / func.nullif(func.sum(FrameStat.faces), 0)
-
-
-def job_summary(session: Session, job_id: str) -> JobSummary:
+def job_summary(session: Session, job_id: str) -> FaceCounts:
     """Totals of the job's frames; a job without frames (or an unknown id) gives zeros."""
     row = session.execute(
         select(
@@ -74,19 +54,9 @@ def job_summary(session: Session, job_id: str) -> JobSummary:
             _total(FrameStat.masked),
             _total(FrameStat.unmasked),
             _total(FrameStat.incorrect),
-            _ratio(),
         ).where(FrameStat.job_id == job_id)
     ).one()
-    frames, with_faces, faces, masked, unmasked, incorrect, ratio = row
-    return JobSummary(
-        frames=int(frames),
-        frames_with_faces=int(with_faces),
-        faces=int(faces),
-        masked=int(masked),
-        unmasked=int(unmasked),
-        incorrect=int(incorrect),
-        compliance_ratio=None if ratio is None else float(ratio),
-    )
+    return FaceCounts(*(int(value) for value in row))
 
 
 def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameStat]:
@@ -167,7 +137,6 @@ def compliance_timeseries(
             _total(FrameStat.masked),
             _total(FrameStat.unmasked),
             _total(FrameStat.incorrect),
-            _ratio(),
         )
         .join(Job, Job.id == FrameStat.job_id)
         .join(Camera, Camera.id == Job.camera_id)
@@ -187,11 +156,9 @@ def compliance_timeseries(
     return [
         Bucket(
             start=_as_utc(row[0]),
-            faces=int(row[1]),
-            masked=int(row[2]),
-            unmasked=int(row[3]),
-            incorrect=int(row[4]),
-            compliance_ratio=None if row[5] is None else float(row[5]),
+            counts=FaceCounts(
+                faces=int(row[1]), masked=int(row[2]), unmasked=int(row[3]), incorrect=int(row[4])
+            ),
         )
         for row in session.execute(query)
     ]

@@ -11,12 +11,13 @@ import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.labels import MASK_LABELS
+from maskwatch.core.records import FaceRecord, FrameRecord
 from storage.models import Job, JobStatus
-from storage.records import FaceRecord, FrameRecord
 from storage.repositories import jobs as job_repo
 from tests.db_support import BACKENDS, postgres_database  # noqa: F401 (re-exported to the api tests)
 from worker.pipeline.analyze import Models
-from worker.pipeline.types import MASK_LABELS, Detections, FaceLabels
+from worker.pipeline.types import Detections, FaceLabels
 
 POSTGRES_DATABASE = "maskwatch_api_test"
 

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.deps import LazyModels
+from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
 from storage.db import make_engine
 from storage.models import InputKind, Job, JobStatus
-from storage.records import FrameRecord
 from storage.repositories import api_keys as key_repo
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo

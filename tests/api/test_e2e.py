@@ -1,6 +1,6 @@
 """End to end: `maskwatch serve` and `maskwatch worker` processes, Redis, PostgreSQL, the CLI.
 
-Footage is generated with a known number of faces per second (tests/fixtures/scenes.py),
+Footage is generated with a known number of faces per second (ml/footage.py),
 submitted with `maskwatch submit --wait` and through the API, analysed by a real worker, and
 the numbers the API reports are checked against the composition and against the embedded
 (in-process) analysis of the same file.
@@ -25,6 +25,8 @@ import httpx
 import pytest
 import redis
 
+from maskwatch.core.counts import FaceCounts
+from maskwatch.core.labels import MASK_LABELS
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
@@ -33,14 +35,13 @@ from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, load_models
-from worker.pipeline.types import MASK_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # tests.fixtures.scenes is imported from the repository root
+if str(REPO_ROOT) not in sys.path:  # ml.footage is imported from the repository root
     sys.path.insert(0, str(REPO_ROOT))
 
+from ml.footage import make_composition_video, render_composition  # noqa: E402
 from tests.api.api_support import postgres_database  # noqa: E402
-from tests.fixtures.scenes import make_composition_video, render_composition  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -225,7 +226,7 @@ def stack(
         broker.close()
 
 
-def reference_summary(stack: Stack, video: Path, checkpoint: Path) -> report_repo.JobSummary:
+def reference_summary(stack: Stack, video: Path, checkpoint: Path) -> FaceCounts:
     """The embedded analysis of the same file, in this process (one torch thread too)."""
     analysis = AnalysisSettings(sample_fps=SAMPLE_FPS)
     engine = make_engine(stack.database_url)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ml.footage import make_composition_video
 from storage.db import make_engine, make_session_factory
-from tests.fixtures.scenes import make_composition_video
 
 # (masked, unmasked) faces on screen, two seconds each.
 SEGMENTS = [(2, 1), (0, 2), (1, 1), (3, 0)]

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from maskwatch.cli import app
-from storage.models import FrameStat, Job, JobStatus
-from tests.fixtures.scenes import (
+from ml.footage import (
     expected_counts,
     make_blank_video,
     make_truncated_copy,
     render_composition,
 )
+from storage.models import FrameStat, Job, JobStatus
 
 from .conftest import SEGMENTS
 

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from maskwatch.cli import app
-from tests.fixtures.scenes import render_composition
+from ml.footage import render_composition
 
 
 def test_json_lines_give_boxes_labels_and_scores(runner: CliRunner, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.settings import Settings
+from ml.footage import make_composition_video
 from storage.db import make_engine, make_session_factory, upgrade
 from tests.db_support import postgres_database as fresh_database
 from tests.distributed.dist_support import (
@@ -22,7 +23,6 @@ from tests.distributed.dist_support import (
     RedisServer,
     WorkerFleet,
 )
-from tests.fixtures.scenes import make_composition_video
 from worker.celery_app import create_app
 
 # A database number of its own, flushed at the start and end of the session.

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobSegment, JobStatus, SegmentStatus, utcnow
-from storage.records import FrameRecord
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
@@ -386,7 +386,7 @@ def test_start_job_plans_segments_and_sends_them_once(
     task_process: tuple[_Process, list[tuple[str, list[int]]]],
     tmp_path: Path,
 ) -> None:
-    from tests.fixtures.scenes import make_composition_video
+    from ml.footage import make_composition_video
     from worker.tasks import start_job
 
     _, sent = task_process

@@ -11,8 +11,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from maskwatch.commands import evaluation
 from maskwatch.settings import get_settings
+from ml.commands import evaluation
 from worker.pipeline.classify import Checkpoint, CropPreset, MaskCNN
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.records import compliance_ratio
-from worker.evaluation.metrics import (
+from maskwatch.core.counts import compliance_ratio
+from ml.metrics import (
     FACE_SIZE_BINS,
     SceneHits,
     box_iou,
@@ -22,7 +22,7 @@ from worker.evaluation.metrics import (
     torchmetrics_ap50,
     voc_ap,
 )
-from worker.evaluation.metrics import best_f1 as best_f1_point
+from ml.metrics import best_f1 as best_f1_point
 
 T, F = True, False
 BOX = [0, 0, 10, 10]

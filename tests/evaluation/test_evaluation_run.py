@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.records import FaceRecord, FrameRecord
-from worker.evaluation.run import ScenePrediction, evaluate, keep_face_prob, scored_as
-from worker.evaluation.scenes import Scene
+from maskwatch.core.records import FaceRecord, FrameRecord
+from ml.data.scenes import Scene
+from ml.evaluation.run import ScenePrediction, evaluate, keep_face_prob, scored_as
 
 CLASSES = ("with_mask", "without_mask")
 

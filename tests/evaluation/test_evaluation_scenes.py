@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.evaluation.scenes import load_scenes, parse_voc, read_split, tail_split
+from ml.data.scenes import load_scenes, parse_voc, read_split, tail_split
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANNOTATIONS, IMAGES = FIXTURES / "annotations", FIXTURES / "images"

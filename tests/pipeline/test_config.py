@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.pipeline.config import AnalysisSettings, DetectorConfig, check_analysable
+from maskwatch.core.analysis import AnalysisSettings, DetectorConfig
+from worker.pipeline.config import check_analysable
 from worker.pipeline.decode import MediaInfo
 from worker.pipeline.errors import InputError
 

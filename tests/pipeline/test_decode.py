@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fixtures.scenes import make_truncated_copy
+from ml.footage import make_truncated_copy
 from worker.pipeline.decode import (
     MediaInfo,
     build_decode_args,

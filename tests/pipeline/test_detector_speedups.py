@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch.nn.functional import interpolate
 
-from tests.fixtures.scenes import render_composition
+from maskwatch.core.analysis import DetectorConfig
+from ml.footage import render_composition
 from worker.pipeline.cascade import AreaSampler
-from worker.pipeline.config import DetectorConfig
 from worker.pipeline.detect import (
     MergedDetector,
     MTCNNDetector,

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.settings import DEFAULT_CHECKPOINT
+from ml.footage import render_composition
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
-from tests.fixtures.scenes import render_composition
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
 from worker.pipeline.classify import CNNMaskClassifier

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from worker.pipeline.config import DetectorConfig
+from maskwatch.core.analysis import DetectorConfig
 from worker.pipeline.detect import MergedDetector, MTCNNDetector, build_detector, weights_names
 from worker.pipeline.types import Detections
 
@@ -82,7 +82,7 @@ def test_a_missing_second_file_fails_when_built() -> None:
 
 
 def test_detection_cache_key_holds_both_weights_hashes() -> None:
-    from worker.training.detections import detector_identity
+    from ml.training.detections import detector_identity
 
     one = detector_identity(DetectorConfig(detector_weights="mtcnn_finetuned.pt"))
     both = "mtcnn_finetuned.pt+mtcnn_finetuned.pt"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from maskwatch.core.analysis import AnalysisSettings, DetectorConfig
 from maskwatch.runtime import analysis_settings
 from maskwatch.settings import Settings
-from tests.fixtures.scenes import render_composition
-from worker.pipeline.config import AnalysisSettings, DetectorConfig
+from ml.footage import render_composition
 from worker.pipeline.detect import build_detector, is_monochrome
 
 CPU = torch.device("cpu")

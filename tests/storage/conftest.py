@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from maskwatch.core.records import FaceRecord, FrameRecord
 from storage.db import make_engine
 from storage.models import Camera, InputKind, Job, JobStatus
-from storage.records import FaceRecord, FrameRecord
 from storage.repositories.cameras import get_or_create_camera
 from storage.repositories.jobs import (
     create_job,

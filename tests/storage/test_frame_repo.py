@@ -12,8 +12,8 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from maskwatch.core.records import FaceRecord, FrameRecord
 from storage.models import FaceDetection, FrameStat, Job, JobStatus
-from storage.records import FaceRecord, FrameRecord
 from storage.repositories.frames import (
     delete_frames_in_range,
     list_detections,

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from maskwatch.core.counts import FaceCounts
+from maskwatch.core.records import FrameRecord
 from storage.models import Camera, Job, JobStatus
-from storage.records import FrameRecord
 from storage.repositories.cameras import get_or_create_camera
 from storage.repositories.frames import replace_frames
 from storage.repositories.reports import (
     Bucket,
-    JobSummary,
     compliance_timeseries,
     job_summary,
     worst_frames,
@@ -41,23 +40,17 @@ def test_job_summary_totals(make_job: MakeJob, frame: MakeFrame, session: Sessio
     # faces 4 + 0 + 3 + 2 = 9, masked 3 + 2 = 5.
     summary = job_summary(session, job.id)
     assert summary.compliance_ratio == pytest.approx(5 / 9)
-    assert replace(summary, compliance_ratio=None) == JobSummary(
-        frames=4,
-        frames_with_faces=3,
-        faces=9,
-        masked=5,
-        unmasked=3,
-        incorrect=1,
-        compliance_ratio=None,
+    assert summary == FaceCounts(
+        frames=4, frames_with_faces=3, faces=9, masked=5, unmasked=3, incorrect=1
     )
 
 
 def test_job_summary_without_faces(make_job: MakeJob, frame: MakeFrame, session: Session) -> None:
     job = make_job()
-    empty = JobSummary(0, 0, 0, 0, 0, 0, None)
-    assert job_summary(session, job.id) == empty
+    assert job_summary(session, job.id) == FaceCounts()
+    assert job_summary(session, job.id).compliance_ratio is None
     replace_frames(session, job, [frame(0), frame(1)])
-    assert job_summary(session, job.id) == JobSummary(2, 0, 0, 0, 0, 0, None)
+    assert job_summary(session, job.id) == FaceCounts(frames=2)
 
 
 def test_worst_frames_order(make_job: MakeJob, frame: MakeFrame, session: Session) -> None:
@@ -128,20 +121,20 @@ def at(hour: int, minute: int = 0) -> datetime:
 def test_hourly_buckets_split_at_the_hour(session: Session, footage: dict[str, Camera]) -> None:
     buckets = compliance_timeseries(session, site="north", bucket="hour")
     assert buckets == [
-        Bucket(at(9), faces=5, masked=3, unmasked=1, incorrect=1, compliance_ratio=0.6),
-        Bucket(at(10), faces=5, masked=3, unmasked=2, incorrect=0, compliance_ratio=0.6),
+        Bucket(at(9), FaceCounts(faces=5, masked=3, unmasked=1, incorrect=1)),
+        Bucket(at(10), FaceCounts(faces=5, masked=3, unmasked=2, incorrect=0)),
     ]
     assert all(b.start.utcoffset() == timedelta(0) for b in buckets)
 
 
 def test_minute_buckets_across_cameras(session: Session, footage: dict[str, Camera]) -> None:
     buckets = compliance_timeseries(session, bucket="minute")
-    assert [(b.start, b.faces, b.masked) for b in buckets] == [
+    assert [(b.start, b.counts.faces, b.counts.masked) for b in buckets] == [
         (at(9, 59), 5, 3),
         (at(10, 0), 5, 3),
         (at(10, 30), 8, 4),
     ]
-    assert buckets[2].compliance_ratio == pytest.approx(0.5)
+    assert buckets[2].counts.compliance_ratio == pytest.approx(0.5)
 
 
 def test_day_buckets_are_utc_days_whatever_the_session_time_zone(
@@ -151,10 +144,11 @@ def test_day_buckets_are_utc_days_whatever_the_session_time_zone(
         # 09:59-10:30 UTC is one UTC day but straddles midnight in Auckland (UTC+13).
         session.execute(text("SET LOCAL TIME ZONE 'Pacific/Auckland'"))
     buckets = compliance_timeseries(session, bucket="day")
-    assert [replace(b, compliance_ratio=None) for b in buckets] == [
-        Bucket(datetime(2024, 3, 1, tzinfo=UTC), 18, 10, 7, 1, None),
+    assert buckets == [
+        Bucket(datetime(2024, 3, 1, tzinfo=UTC), FaceCounts(faces=18, masked=10, unmasked=7,
+                                                             incorrect=1)),
     ]
-    assert buckets[0].compliance_ratio == pytest.approx(10 / 18)
+    assert buckets[0].counts.compliance_ratio == pytest.approx(10 / 18)
 
 
 def test_time_range_is_half_open(session: Session, footage: dict[str, Camera]) -> None:
@@ -162,12 +156,12 @@ def test_time_range_is_half_open(session: Session, footage: dict[str, Camera]) -
         session, camera="cam-1", start=at(10), end=at(10, 0) + timedelta(seconds=45), bucket="hour"
     )
     # 10:00:00 is included, 10:00:45 is not.
-    assert buckets == [Bucket(at(10), 3, 3, 0, 0, 1.0)]
+    assert buckets == [Bucket(at(10), FaceCounts(faces=3, masked=3))]
 
 
 def test_camera_filter(session: Session, footage: dict[str, Camera]) -> None:
     buckets = compliance_timeseries(session, camera="cam-2", bucket="hour")
-    assert buckets == [Bucket(at(10), 8, 4, 4, 0, 0.5)]
+    assert buckets == [Bucket(at(10), FaceCounts(faces=8, masked=4, unmasked=4))]
     assert compliance_timeseries(session, site="north", camera="cam-2", bucket="hour") == []
 
 

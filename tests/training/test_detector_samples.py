@@ -1,4 +1,4 @@
-"""Sample arithmetic of the MTCNN fine-tuning (worker/training/detector.py)."""
+"""Sample arithmetic of the MTCNN fine-tuning (ml/training/detector.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.training.detector import (
+from ml.training.detector import (
     LABEL_NEG,
     LABEL_PART,
     LABEL_POS,
@@ -77,7 +77,7 @@ def test_crop_matches_detect_face_indexing() -> None:
 def test_detector_weights_setting_round_trips_and_loads(tmp_path: Path) -> None:
     from facenet_pytorch import MTCNN
 
-    from worker.pipeline.config import AnalysisSettings
+    from maskwatch.core.analysis import AnalysisSettings
     from worker.pipeline.detect import load_detector_weights
 
     settings = AnalysisSettings.from_dict({**AnalysisSettings().to_dict(), "detector_weights": "w"})
@@ -168,7 +168,7 @@ class _FaceProbByMean(torch.nn.Module):
 
 
 def test_neg_veto_drops_only_face_like_negatives() -> None:
-    from worker.training.detector import SampleSet, veto_face_like_negatives
+    from ml.training.detector import SampleSet, veto_face_like_negatives
 
     levels = [250, 20, 250, 240, 100]  # mean pixel: teacher face prob 0.98, 0.08, 0.98, 0.94, 0.39
     labels = np.array([LABEL_NEG, LABEL_NEG, LABEL_POS, LABEL_NEG, LABEL_PART])
@@ -189,7 +189,7 @@ def test_neg_veto_drops_only_face_like_negatives() -> None:
 
 
 def test_unmasked_factor_multiplies_the_unmasked_faces_samples() -> None:
-    from worker.training.detector import DetectorTrainConfig, scene_boxes
+    from ml.training.detector import DetectorTrainConfig, scene_boxes
 
     gt = np.array([[20.0, 20.0, 80.0, 80.0], [200.0, 40.0, 260.0, 100.0]])
     is_masked = np.array([True, False])

@@ -58,7 +58,7 @@ def test_union_of_box_stages_picks_whole_rows() -> None:
 
 
 def _detect(weights: str | None, frame: np.ndarray) -> np.ndarray:
-    from worker.pipeline.config import DetectorConfig
+    from maskwatch.core.analysis import DetectorConfig
     from worker.pipeline.detect import MTCNNDetector
 
     config = DetectorConfig(detector_weights=weights)

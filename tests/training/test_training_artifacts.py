@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskwatch.core.labels import CLASS_NOT_FACE, MASK_LABELS
+from ml.training.prepare import DEFAULT_SPLITS_DIR
 from worker.pipeline.classify import Checkpoint, CNNMaskClassifier
-from worker.pipeline.types import CLASS_NOT_FACE, MASK_LABELS
-from worker.training.prepare import DEFAULT_SPLITS_DIR
 
 SHIPPED = Path(__file__).resolve().parents[2] / "worker" / "models" / "mask_cnn.pt"
 

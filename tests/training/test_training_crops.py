@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from ml.data.crops import crop_to_input, cut_crop, face_size_px
+from ml.data.folders import FrameEdge, sample_weights
+from ml.training.prepare import pick_face
 from worker.pipeline.classify import CropPreset, crop_faces
 from worker.pipeline.types import Detections
-from worker.training.crops import crop_to_input, cut_crop, face_size_px
-from worker.training.data import FrameEdge, sample_weights
-from worker.training.prepare import pick_face
 
 
 @pytest.fixture

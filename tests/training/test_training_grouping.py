@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.training.grouping import (
+from ml.training.grouping import (
     TRAIN_ONLY,
     duplicate_pairs,
     group_key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.training.metrics import (
+from ml.metrics import (
     accuracy,
     balanced_accuracy,
     build_report,

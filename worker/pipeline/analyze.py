@@ -9,20 +9,14 @@ from pathlib import Path
 
 import torch
 
-from storage.records import FaceRecord, FrameRecord
+from maskwatch.core.analysis import AnalysisSettings
+from maskwatch.core.labels import CLASS_NOT_FACE, Label
+from maskwatch.core.records import FaceRecord, FrameRecord
 from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
-from worker.pipeline.config import AnalysisSettings
 from worker.pipeline.decode import Frame
 from worker.pipeline.detect import FaceDetector, build_detector
 from worker.pipeline.device import configure_threads, resolve_device
-from worker.pipeline.types import (
-    CLASS_INCORRECT_MASK,
-    CLASS_NOT_FACE,
-    CLASS_WITH_MASK,
-    CLASS_WITHOUT_MASK,
-    Detections,
-    FaceLabels,
-)
+from worker.pipeline.types import Detections, FaceLabels
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +59,7 @@ def frame_record(
     """
     detections, labels = drop_non_faces(detections, labels)
     faces: list[FaceRecord] = []
-    counts = {CLASS_WITH_MASK: 0, CLASS_WITHOUT_MASK: 0, CLASS_INCORRECT_MASK: 0}
+    counts: dict[str, int] = dict.fromkeys(Label, 0)
     for box, face_prob, label, label_prob in zip(
         detections.xyxy,
         detections.confidence,
@@ -90,9 +84,9 @@ def frame_record(
         frame_index=frame.frame_index,
         timestamp_s=round(frame.timestamp_s, 4),
         faces=len(faces),
-        masked=counts[CLASS_WITH_MASK],
-        unmasked=counts[CLASS_WITHOUT_MASK],
-        incorrect=counts[CLASS_INCORRECT_MASK],
+        masked=counts[Label.WITH_MASK],
+        unmasked=counts[Label.WITHOUT_MASK],
+        incorrect=counts[Label.INCORRECT_MASK],
         detections=faces,
     )
 

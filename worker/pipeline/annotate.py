@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from storage.records import FaceRecord
-from worker.pipeline.types import CLASS_INCORRECT_MASK, CLASS_WITH_MASK
+from maskwatch.core.labels import Label
+from maskwatch.core.records import FaceRecord
 
-COLOURS = {CLASS_WITH_MASK: (0, 200, 0), CLASS_INCORRECT_MASK: (255, 160, 0)}
+COLOURS: dict[str, tuple[int, int, int]] = {
+    Label.WITH_MASK: (0, 200, 0), Label.INCORRECT_MASK: (255, 160, 0)
+}
 UNMASKED_COLOUR = (230, 0, 0)
 
 

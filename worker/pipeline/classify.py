@@ -106,51 +106,6 @@ class MaskCNN(nn.Module):
         return self.head(self.features(x))
 
 
-class ONetHead(nn.Module):
-    """A new classifier head on MTCNN's O-Net trunk (conv1-4 and its 256-d dense layer).
-
-    Input is our normalised 48 x 48 crop; O-Net expects ``(x - 127.5) / 128``, ours is
-    ``(x - 127.5) / 63.75``, so it is rescaled first. ``freeze`` keeps the trunk as trained
-    for face detection (only the head learns); ``pretrained`` starts the trunk from the
-    weights in facenet-pytorch's wheel (training only: a checkpoint holds the whole state).
-    """
-
-    def __init__(
-        self, num_classes: int, freeze: bool = True, pretrained: bool = False,
-        dropout: float = 0.3,
-    ) -> None:
-        super().__init__()
-        from facenet_pytorch.models.mtcnn import ONet
-
-        onet = ONet(pretrained=pretrained)
-        self.trunk = nn.ModuleDict({
-            name: getattr(onet, name)
-            for name in ("conv1", "prelu1", "pool1", "conv2", "prelu2", "pool2", "conv3",
-                         "prelu3", "pool3", "conv4", "prelu4", "dense5", "prelu5")
-        })
-        self.freeze = freeze
-        if freeze:
-            for param in self.trunk.parameters():
-                param.requires_grad = False
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(256, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.trunk
-        x = x * (63.75 / 128.0)
-        x = t["pool1"](t["prelu1"](t["conv1"](x)))
-        x = t["pool2"](t["prelu2"](t["conv2"](x)))
-        x = t["pool3"](t["prelu3"](t["conv3"](x)))
-        x = t["prelu4"](t["conv4"](x)).permute(0, 3, 2, 1).contiguous()
-        x = t["prelu5"](t["dense5"](x.flatten(1)))
-        return self.head(x)
-
-    def train(self, mode: bool = True) -> ONetHead:
-        super().train(mode)
-        if self.freeze:  # a frozen trunk stays in eval mode (no dropout/batch statistics in it)
-            self.trunk.eval()
-        return self
-
-
 class EnsembleNet(nn.Module):
     """Several classifiers of one architecture read as one: their softmax probabilities averaged.
 
@@ -170,22 +125,14 @@ class EnsembleNet(nn.Module):
         return probabilities.mean(dim=0).clamp_min(1e-12).log()
 
 
-def build_model(arch: str, num_classes: int, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """The classifier architectures we train and ship, by name.
-
-    ``pretrained`` only matters for ``onet_head`` (O-Net's trunk from facenet-pytorch's wheel).
-    ``ensemble`` is several trained members averaged (:func:`ensemble_checkpoint`).
-    """
+def build_model(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """The classifier architectures we ship, by name: ``mask_cnn``, and ``ensemble`` (several
+    trained members averaged, :func:`ensemble_checkpoint`). Variants measured and not shipped
+    (an O-Net head, MobileNetV3) are in git history and docs/history/model-card.md."""
     if arch == "ensemble":
         return EnsembleNet(num_classes, **kwargs)
     if arch == "mask_cnn":
         return MaskCNN(num_classes, **kwargs)
-    if arch == "onet_head":
-        return ONetHead(num_classes, pretrained=pretrained, **kwargs)
-    if arch == "mobilenet_v3_small":
-        from torchvision.models import mobilenet_v3_small
-
-        return mobilenet_v3_small(weights=None, num_classes=num_classes, **kwargs)
     raise ValueError(f"unknown classifier architecture {arch!r}")
 
 

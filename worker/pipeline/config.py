@@ -1,112 +1,24 @@
-"""Analysis settings, kept free of torch so that surfaces can import them cheaply."""
+"""The pipeline's view of the analysis settings (defined in maskwatch.core.analysis), and the
+check that an input can be analysed with them at all."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
+from maskwatch.core.analysis import (
+    FAST_DETECTOR_WEIGHTS,
+    SHIPPED_DETECTOR_WEIGHTS,
+    AnalysisSettings,
+    DetectorConfig,
+)
 from worker.pipeline.decode import MediaInfo, output_size
 from worker.pipeline.errors import InputError
 
-MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
-# Two MTCNNs, boxes merged (worker/pipeline/detect.py, MergedDetector): our fine-tuned RNet/ONet
-# behind the stock PNet, and a second detector tuned for masked faces. "mtcnn_finetuned.pt"
-# alone is the fast choice (docs/model-card.md, docs/benchmarks.md).
-FAST_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt"
-SHIPPED_DETECTOR_WEIGHTS = "mtcnn_finetuned.pt+mtcnn_union.pt"
-# Looser thresholds for monochrome frames, chosen on greyscale copies of the training scenes
-# (docs/model-card.md, "Monochrome frames").
-MONO_THRESHOLDS: tuple[float, float, float] | None = (0.5, 0.6, 0.6)
-MONO_FACE_THRESHOLD: float | None = 0.7
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """MTCNN settings; see docs/model-card.md for how they were chosen."""
-
-    min_face_size: int = 20
-    thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
-    face_threshold: float = 0.9
-    upscale: float = 1.0
-    min_detect_side: int = 600
-    # Fine-tuned PNet/RNet/ONet state dicts (worker/training/detector.py), a file name under
-    # worker/models/ or a path; None: the wheel's stock weights.
-    detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS
-    # Stage and face thresholds for monochrome frames (night/infrared cameras), on which
-    # MTCNN's colour-trained stages score faces lower; None: the same as colour frames.
-    mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
-    mono_face_threshold: float | None = MONO_FACE_THRESHOLD
-
-    def thresholds_for(self, monochrome: bool) -> tuple[tuple[float, float, float], float]:
-        """(stage thresholds, face threshold) for a colour or a monochrome frame."""
-        if not monochrome:
-            return self.thresholds, self.face_threshold
-        return (self.mono_thresholds or self.thresholds,
-                self.face_threshold if self.mono_face_threshold is None
-                else self.mono_face_threshold)
-
-    def scale_for(self, width: int, height: int) -> float:
-        """How much to enlarge a frame before MTCNN.
-
-        Small frames (longer side under ``min_detect_side``) are enlarged up to that size, at
-        most 2x: measured on the validation scenes, enlarging beats a smaller min_face_size
-        at the same cost (docs/model-card.md). An explicit ``upscale`` above that wins.
-        """
-        longer = max(width, height)
-        auto = min(self.min_detect_side / longer, MAX_AUTO_UPSCALE) if longer else 1.0
-        return max(self.upscale, auto, 1.0) if self.min_detect_side else self.upscale
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Everything that changes an analysis' numbers; stored with each job."""
-
-    sample_fps: float = 5.0
-    max_frame_side: int = 1280
-    min_face_size: int = 20
-    detector_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.8)
-    face_threshold: float = 0.9
-    upscale: float = 1.0
-    min_detect_side: int = 600
-    detector_weights: str | None = SHIPPED_DETECTOR_WEIGHTS  # None: stock MTCNN weights
-    mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
-    mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
-    mono_face_threshold: float | None = MONO_FACE_THRESHOLD
-
-    def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(
-            min_face_size=self.min_face_size,
-            thresholds=self.detector_thresholds,
-            face_threshold=self.face_threshold,
-            upscale=self.upscale,
-            min_detect_side=self.min_detect_side,
-            detector_weights=self.detector_weights,
-            mono_thresholds=self.mono_thresholds,
-            mono_face_threshold=self.mono_face_threshold,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["detector_thresholds"] = list(self.detector_thresholds)
-        if self.mono_thresholds is not None:
-            values["mono_thresholds"] = list(self.mono_thresholds)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AnalysisSettings:
-        """Settings stored with a job; a key missing from a job stored before that setting
-        existed means what such jobs ran with (``LEGACY_DEFAULTS``), not today's default."""
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        for key in ("detector_thresholds", "mono_thresholds"):
-            if known.get(key) is not None:
-                known[key] = tuple(known[key])
-        return cls(**{**LEGACY_DEFAULTS, **known})
-
-
-# What jobs stored before a setting existed were analysed with.
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "mirror_faces": False, "mono_thresholds": None, "mono_face_threshold": None,
-}
+__all__ = [
+    "FAST_DETECTOR_WEIGHTS",
+    "SHIPPED_DETECTOR_WEIGHTS",
+    "AnalysisSettings",
+    "DetectorConfig",
+    "check_analysable",
+]
 
 
 def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from maskwatch.core.analysis import DetectorConfig
 from worker.pipeline.cascade import CascadeFrame, UnionNet, detect_faces
-from worker.pipeline.config import DetectorConfig
 from worker.pipeline.types import Detections
 
 logger = logging.getLogger(__name__)

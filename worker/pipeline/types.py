@@ -6,13 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CLASS_WITH_MASK = "with_mask"
-CLASS_WITHOUT_MASK = "without_mask"
-CLASS_INCORRECT_MASK = "incorrect_mask"
-MASK_LABELS = (CLASS_WITH_MASK, CLASS_WITHOUT_MASK, CLASS_INCORRECT_MASK)
-# A classifier trained with this class can veto a detector box: such boxes are dropped.
-CLASS_NOT_FACE = "not_face"
-
 
 @dataclass(frozen=True)
 class Detections:

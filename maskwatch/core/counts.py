@@ -1,0 +1,50 @@
+"""Face-frame counts: the one type behind job summaries, time buckets, reports, the API and
+the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+REPORT_DIGITS: Final = 4  # compliance ratios are shown (CLI, API, CSV) to 4 decimal places
+
+
+def compliance_ratio(masked: int, faces: int) -> float | None:
+    """Share of faces wearing a mask properly (an incorrectly worn one is not compliant);
+    None when there is no face to judge."""
+    return masked / faces if faces else None
+
+
+def shown(ratio: float | None) -> float | None:
+    """A compliance ratio rounded as every report shows it."""
+    return None if ratio is None else round(ratio, REPORT_DIGITS)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceCounts:
+    """Totals over some analysed frames; each face is counted once per frame it is seen in.
+
+    ``frames`` and ``frames_with_faces`` are 0 where the totals are not per frame (a time
+    bucket counts faces only).
+    """
+
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    masked: int = 0
+    unmasked: int = 0
+    incorrect: int = 0
+
+    @property
+    def compliance_ratio(self) -> float | None:
+        """masked / faces, unrounded; None without faces."""
+        return compliance_ratio(self.masked, self.faces)
+
+    def __add__(self, other: FaceCounts) -> FaceCounts:
+        return FaceCounts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts and the shown compliance ratio, as the CLI's JSON report has them."""
+        return {**asdict(self), "compliance_ratio": shown(self.compliance_ratio)}

@@ -1,0 +1,1 @@
+"""Experiments, each backing one shipped decision (named in its docstring's first lines)."""
