@@ -33,7 +33,15 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 def lab_missing() -> list[str]:
     """The lab's packages this installation lacks (none: the lab commands are available)."""
-    return [name for name in LAB_PACKAGES if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in LAB_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:  # a finder that knows the package is not there may say so
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def _register_lab(app: typer.Typer) -> None:

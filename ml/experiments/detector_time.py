@@ -1,5 +1,8 @@
 """Detector time per frame for several weights files, measured in alternation (paired).
 
+Backs: the shipped detector, two MTCNNs merged (SHIPPED_DETECTOR_WEIGHTS), against the fast
+single one, at the cost docs/benchmarks.md gives.
+
     python ml/experiments/detector_time.py WEIGHTS... [--scenes 20] [--rounds 3] [--threads 1]
 
 Each WEIGHTS is a train-detector file (a name under worker/models/ or a path; `stock` means the

@@ -1,5 +1,7 @@
 """Example-image strips for the model card's failure modes (docs/img/).
 
+Backs: the model card's failure-mode images (docs/img/), shipped with the card.
+
     python ml/experiments/failure_strips.py misread CHECKPOINT CLASS_DIR OUT.jpg
     python ml/experiments/failure_strips.py missed WEIGHTS OTHER_WEIGHTS OUT.jpg
 

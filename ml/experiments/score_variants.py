@@ -1,5 +1,7 @@
 """Cheap changes after the detector: mirrored-crop averaging, and one box per class for AP.
 
+Backs: mirror_faces on by default (each face read mirrored too and the two averaged).
+
     python ml/experiments/score_variants.py [--split SPLIT_FILE] [--checkpoint PT]
 
 Runs the shipped detector once per validation scene (its boxes are cached by frame), then

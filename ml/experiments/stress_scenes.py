@@ -1,5 +1,8 @@
 """Synthetic stress slices of the validation scenes: greyscale, night-like, heavy compression.
 
+Backs: the monochrome thresholds (MONO_THRESHOLDS, MONO_FACE_THRESHOLD), measured on the
+greyscale slice.
+
     python ml/experiments/stress_scenes.py [--split SPLIT_FILE]
 
 The data at hand has no night, infrared or heavily compressed CCTV footage with labels. This

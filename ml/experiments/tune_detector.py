@@ -1,5 +1,7 @@
 """Measure MTCNN settings on annotated validation scenes: one whole-pipeline run per setting.
 
+Backs: the shipped MTCNN settings (stage and face thresholds, min face size, enlargement).
+
 Usage: python ml/experiments/tune_detector.py ANNOTATIONS_DIR IMAGES_DIR [--split-file FILE]
            [--checkpoint PATH] [--limit N] [--threads 1] [--out var/tune_detector.json]
 
