@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.fixtures.scenes import make_truncated_copy
 from worker.pipeline.decode import (
+    ACCEPTED_DEMUXERS,
     MediaInfo,
     build_decode_args,
     estimate_sample_count,
@@ -99,6 +100,7 @@ def _video(
         duration_s=duration_s,
         start_s=start_s,
         codec="h264",
+        demuxer="mov",
         container_start_s=container_start_s,
     )
 
@@ -112,6 +114,7 @@ IMAGE = MediaInfo(
     duration_s=None,
     start_s=0.0,
     codec="mjpeg",
+    demuxer="jpeg_pipe",
 )
 
 
@@ -181,6 +184,11 @@ def test_build_decode_args(
     assert args[:6] == ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     assert args[-5:] == ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     assert _value(args, "-i") == f"file:{info.path}"
+    # The file is read by the demuxer the probe found, under the allow-lists: nothing else.
+    assert args[args.index("-i") - 6 : args.index("-i")] == [
+        "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS),
+        "-f", info.demuxer,
+    ]  # fmt: skip
     assert _value(args, "-ss") == seek
     assert _value(args, "-t") == duration
     assert args.index("-i") > max(
@@ -439,6 +447,51 @@ def test_audio_only_file(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedMediaError) as error:
         probe(tmp_path / "tone.m4a")
     assert _user_message(error, tmp_path) == "tone.m4a: contains only audio, no video stream"
+
+
+# Inputs that would make ffmpeg open other files: each names a real file on the server.
+OPENS_OTHER_FILES = {
+    "hls": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n",
+    "concat": "ffconcat version 1.0\nfile '{target}'\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OPENS_OTHER_FILES))
+@pytest.mark.parametrize("name", ["x.mp4", "x.png", "x.bin"])
+def test_a_file_that_names_other_files_is_refused(
+    tmp_path: Path, clips: dict[str, Path], kind: str, name: str
+) -> None:
+    upload = tmp_path / name
+    upload.write_text(OPENS_OTHER_FILES[kind].format(target=clips["mp4"]))
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(upload)
+    message = _user_message(error, tmp_path)
+    assert message.startswith(f"{name}: format '{kind}' is not accepted (accepted: MP4/MOV")
+    assert str(clips["mp4"]) not in message
+
+
+def test_a_format_outside_the_list_is_refused(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(tmp_path / "anim.gif")
+    with pytest.raises(UnsupportedMediaError, match=r"^anim.gif: format 'gif' is not accepted"):
+        probe(tmp_path / "anim.gif")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "demuxer"),
+    [("mp4", "mov"), ("mkv", "matroska"), ("avi", "avi"), ("ts", "mpegts"), ("h264", "h264"),
+     ("png", "png_pipe"), ("jpg", "jpeg_pipe"), ("webp", "webp_pipe")],
+)  # fmt: skip
+def test_accepted_formats_decode_with_their_demuxer(
+    tmp_path: Path, clips: dict[str, Path], suffix: str, demuxer: str
+) -> None:
+    path = tmp_path / f"in.{suffix}"
+    if demuxer.endswith("_pipe"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    else:
+        _ffmpeg("-i", str(clips["mp4"]), "-t", "1", "-c:v", "libx264", str(path))
+    info = probe(path)
+    assert info.demuxer == demuxer
+    assert len(list(iter_frames(info, sample_fps=None))) == (1 if info.kind == "image" else 10)
 
 
 def test_input_errors_are_input_errors() -> None:

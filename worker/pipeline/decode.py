@@ -49,6 +49,38 @@ _DATA_LOSS_MARKERS = (
     "end of file",
 )
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+_REFUSED_FORMAT = re.compile(r"^\[(?P<demuxer>[\w-]+) @ ?0x[0-9a-f]+\] Format not on whitelist")
+
+# The demuxers MaskWatch reads, by ffmpeg's short name (the first of the names ffprobe reports
+# as format_name). Each reads only the bytes of the one file it is given: playlists (hls,
+# dash), concat lists, image sequences (image2) and every other demuxer that opens further
+# files or URLs are refused, whatever the file is called. mov follows external data
+# references only with enable_drefs, which is off by default.
+ACCEPTED_DEMUXERS = (
+    "mov",  # MP4, MOV, M4V, 3GP
+    "matroska",  # MKV, WebM
+    "avi",
+    "mpegts",  # TS, MTS
+    "mpeg",  # MPEG-PS (.mpg)
+    "flv",
+    "asf",  # WMV
+    "h264",  # raw H.264 stream
+    "hevc",  # raw H.265 stream
+    "jpeg_pipe",
+    "png_pipe",
+    "bmp_pipe",
+    "webp_pipe",
+    "tiff_pipe",
+)
+ACCEPTED_FORMATS_TEXT = (
+    "MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, raw H.264/H.265 video; "
+    "JPEG, PNG, BMP, WebP, TIFF images"
+)
+# Input options for every ffprobe and ffmpeg run: only demuxers from the list above, and only
+# the file protocol, so that no input can make ffmpeg read anything but the uploaded file.
+_RESTRICTED_INPUT = [
+    "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS)
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,7 @@ class MediaInfo:
     duration_s: float | None  # None for images
     start_s: float  # the video stream's first timestamp in the file's clock, 0 if absent
     codec: str
+    demuxer: str  # ffmpeg's name for the container format, one of ACCEPTED_DEMUXERS (``-f``)
     stream_index: int = 0  # the decoded stream (cover art and other streams are skipped)
     container_start_s: float = 0.0  # the file's start time, which ffmpeg's -ss is relative to
 
@@ -84,11 +117,16 @@ class Frame:
 
 
 def build_probe_args(path: Path) -> list[str]:
-    """The ffprobe argv that describes ``path``'s format and streams as JSON."""
+    """The ffprobe argv that describes ``path``'s format and streams as JSON.
+
+    Only ``ACCEPTED_DEMUXERS`` may open it: any other format fails before its demuxer reads
+    a byte past the probe, so a playlist never gets to open the files it names.
+    """
     return [
         "ffprobe",
         "-v",
         "error",
+        *_RESTRICTED_INPUT,
         "-show_format",
         "-show_streams",
         "-of",
@@ -97,12 +135,15 @@ def build_probe_args(path: Path) -> list[str]:
     ]
 
 
-def build_packet_count_args(path: Path, stream_index: int) -> list[str]:
+def build_packet_count_args(path: Path, demuxer: str, stream_index: int) -> list[str]:
     """The ffprobe argv that counts one stream's packets (demux only, no decoding)."""
     return [
         "ffprobe",
         "-v",
         "error",
+        *_RESTRICTED_INPUT,
+        "-f",
+        demuxer,
         "-select_streams",
         str(stream_index),
         "-count_packets",
@@ -133,11 +174,19 @@ def probe(path: Path) -> MediaInfo:
 
     rc, out, err = _run(build_probe_args(path), PROBE_TIMEOUT_S, what=f"{name}: probing")
     if rc != 0:
+        for line in err.splitlines():
+            refused = _REFUSED_FORMAT.match(line)
+            if refused:
+                raise UnsupportedMediaError(_not_accepted(name, refused["demuxer"]))
         reason = _short_reason(err.splitlines(), path)
         raise DecodeError(f"{name}: not a readable video or image file ({reason})")
     report: dict[str, Any] = json.loads(out or "{}")
     fmt: dict[str, Any] = report.get("format", {})
     streams: list[dict[str, Any]] = report.get("streams", [])
+    # ffprobe was told the same list; checked again here so that the list has one meaning.
+    demuxer = str(fmt.get("format_name") or "unknown").split(",")[0]
+    if demuxer not in ACCEPTED_DEMUXERS:
+        raise UnsupportedMediaError(_not_accepted(name, demuxer))
 
     stream = _pick_video_stream(streams)
     if stream is None:
@@ -162,13 +211,14 @@ def probe(path: Path) -> MediaInfo:
             duration_s=None,
             start_s=0.0,
             codec=codec,
+            demuxer=demuxer,
             stream_index=stream_index,
         )
 
     frames = None
     if duration_s is None:
         # Some containers (raw streams, live recordings) carry no duration: count the frames.
-        frames = _count_packets(path, stream_index)
+        frames = _count_packets(path, demuxer, stream_index)
         if frames == 0:
             raise UnsupportedMediaError(f"{name}: the video stream contains no frames")
     _check_size(name, width, height)
@@ -186,9 +236,14 @@ def probe(path: Path) -> MediaInfo:
         duration_s=duration_s,
         start_s=_float_or_zero(stream.get("start_time")),
         codec=codec,
+        demuxer=demuxer,
         stream_index=stream_index,
         container_start_s=_float_or_zero(fmt.get("start_time")),
     )
+
+
+def _not_accepted(name: str, demuxer: str) -> str:
+    return f"{name}: format {demuxer!r} is not accepted (accepted: {ACCEPTED_FORMATS_TEXT})"
 
 
 def _pick_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -266,9 +321,11 @@ def _float_or_zero(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _count_packets(path: Path, stream_index: int) -> int:
+def _count_packets(path: Path, demuxer: str, stream_index: int) -> int:
     rc, out, err = _run(
-        build_packet_count_args(path, stream_index), PROBE_TIMEOUT_S, what=f"{path.name}: probing"
+        build_packet_count_args(path, demuxer, stream_index),
+        PROBE_TIMEOUT_S,
+        what=f"{path.name}: probing",
     )
     if rc != 0:
         reason = _short_reason(err.splitlines(), path)
@@ -456,6 +513,9 @@ def build_decode_args(
 
     ``-fps_mode passthrough`` stops ffmpeg from duplicating frames to restore a constant
     rate. Needs ffmpeg >= 5.1. Images: one frame, no timestamps output.
+
+    The input is read with the demuxer probing found (``-f``), under the same demuxer and
+    protocol allow-lists as the probe: the file cannot switch to another demuxer later.
     """
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     width, height = output_size(info, max_side)
@@ -463,9 +523,10 @@ def build_decode_args(
     scale = f",scale={width}:{height}:flags=area" if scaled else ""
     stream = f"0:{info.stream_index}"
     rgb_output = ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    source = [*_RESTRICTED_INPUT, "-f", info.demuxer, "-i", _input_url(info.path)]
     if info.kind == "image":
         _check_range(sample_fps, start_s, end_s)
-        args += ["-i", _input_url(info.path), "-map", stream]
+        args += [*source, "-map", stream]
         if scale:
             args += ["-vf", scale[1:]]
         return args + ["-frames:v", "1"] + rgb_output
@@ -481,7 +542,7 @@ def build_decode_args(
         stream_offset_s = max(0.0, info.start_s - info.container_start_s)
         end_at_s = stream_offset_s + float((frames.stop - Fraction(1, 2)) / fps)
         args += ["-t", f"{max(0.0, end_at_s - seek_s):.6f}"]
-    args += ["-i", _input_url(info.path)]
+    args += source
     passthrough = ["-fps_mode", "passthrough", "-flush_packets", "1"]
     args += ["-map", stream, "-vf", f"select='{_select_expr(info, frames, keep_preroll=True)}'"]
     args += passthrough + ["-enc_time_base", "-1", "-c:v", "wrapped_avframe"]
