@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from worker.pipeline.decode import (
     output_size,
     probe,
 )
-from worker.pipeline.errors import DecodeError, InputError, UnsupportedMediaError
+from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_VIDEO = REPO / "worker" / "samples" / "sample.mp4"
@@ -515,6 +516,22 @@ def test_breaking_out_early_leaves_no_ffmpeg_process(clips: dict[str, Path]) -> 
     next(frames)
     frames.close()
     assert _ffmpeg_children() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_ffmpeg_is_a_fault_not_bad_input(clips: dict[str, Path]) -> None:
+    info = probe(clips["mp4"])
+    frames = iter_frames(info, sample_fps=None)
+    next(frames)
+    (pid,) = _ffmpeg_children()
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer does
+    with pytest.raises(DecoderKilled, match=r"^clip.mp4: ffmpeg was killed by SIGKILL$") as error:
+        list(frames)
+    assert not isinstance(error.value, InputError), "a fault must be retried, not failed"
+    assert _ffmpeg_children() == []
+
+    # The same file still decodes in full: the file was never the problem.
+    assert len(list(iter_frames(info, sample_fps=None))) == 80
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

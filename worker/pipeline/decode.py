@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from worker.pipeline.errors import DecodeError, InputError, UnsupportedMediaError
+from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def probe(path: Path) -> MediaInfo:
         raise InputError(f"{name}: file is empty (0 bytes)")
 
     rc, out, err = _run(build_probe_args(path), PROBE_TIMEOUT_S, what=f"{name}: probing")
+    _raise_if_killed(name, "ffprobe", rc)
     if rc != 0:
         for line in err.splitlines():
             refused = _REFUSED_FORMAT.match(line)
@@ -327,6 +329,7 @@ def _count_packets(path: Path, demuxer: str, stream_index: int) -> int:
         PROBE_TIMEOUT_S,
         what=f"{path.name}: probing",
     )
+    _raise_if_killed(path.name, "ffprobe", rc)
     if rc != 0:
         reason = _short_reason(err.splitlines(), path)
         raise DecodeError(f"{path.name}: not a readable video file ({reason})")
@@ -764,8 +767,19 @@ class _FfmpegRun:
             self.times.close()
 
 
+def _raise_if_killed(name: str, program: str, rc: int) -> None:
+    """A negative status is the signal that ended the process (Popen's convention)."""
+    if rc < 0:
+        try:
+            signal_name = signal.Signals(-rc).name
+        except ValueError:
+            signal_name = f"signal {-rc}"
+        raise DecoderKilled(f"{name}: {program} was killed by {signal_name}")
+
+
 def _raise_on_failure(path: Path, rc: int, partial: bool, stderr_lines: list[str]) -> None:
     name = path.name
+    _raise_if_killed(name, "ffmpeg", rc)
     if rc != 0:
         reason = _short_reason(stderr_lines, path) or f"ffmpeg exit status {rc}"
         raise DecodeError(f"{name}: could not be decoded ({reason})")
