@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tests.fixtures.scenes import make_truncated_copy
 from worker.pipeline.decode import (
@@ -346,6 +346,35 @@ def test_an_image_decodes_to_one_frame(tmp_path: Path, suffix: str) -> None:
     ]
     assert np.abs(frames[0].image.astype(int) - (200, 40, 10)).max() <= 8
     assert list(iter_frames(info, sample_fps=2, start_s=1.0, end_s=2.0)) == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_still_is_decoded_in_its_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    stored = np.arange(24 * 36 * 3, dtype=np.uint32).astype(np.uint8).reshape(24, 36, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "still.png", exif=exif)
+    with Image.open(tmp_path / "still.png") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+    info = probe(tmp_path / "still.png")
+    (frame,) = iter_frames(info, sample_fps=None)
+    assert (info.width, info.height) == (upright.shape[1], upright.shape[0])
+    np.testing.assert_array_equal(frame.image, upright)
+    # Scaled to a maximum side after turning: the longer displayed side becomes 18 px.
+    (small,) = iter_frames(info, sample_fps=None, max_side=18)
+    assert small.image.shape[:2] == ((12, 18) if orientation < 5 else (18, 12))
+
+
+def test_a_video_with_a_rotation_matrix_is_decoded_upright(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    turned = tmp_path / "portrait.mp4"
+    _ffmpeg("-i", str(clips["mp4"]), "-c", "copy", "-metadata:s:v", "rotate=90", str(turned))
+    info = probe(turned)
+    assert (info.width, info.height) == (240, 320)
+    frames = list(iter_frames(info, sample_fps=2))
+    assert len(frames) == 16 and {f.image.shape for f in frames} == {(320, 240, 3)}
 
 
 def test_max_side_scales_video_and_image(tmp_path: Path, clips: dict[str, Path]) -> None:

@@ -77,6 +77,27 @@ ACCEPTED_FORMATS_TEXT = (
     "MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, raw H.264/H.265 video; "
     "JPEG, PNG, BMP, WebP, TIFF images"
 )
+_STILL_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg_pipe"),
+    (b"\x89PNG\r\n\x1a\n", "png_pipe"),
+    (b"II*\x00", "tiff_pipe"),
+    (b"MM\x00*", "tiff_pipe"),
+    (b"BM", "bmp_pipe"),
+)
+_EXIF_ORIENTATION = 0x0112
+_PILLOW_FORMATS = {"jpeg_pipe": "JPEG", "png_pipe": "PNG", "webp_pipe": "WEBP", "tiff_pipe": "TIFF"}
+# ffmpeg filters that turn a still stored with EXIF Orientation N upright (as Pillow's
+# ImageOps.exif_transpose does); transpose=0 is the main diagonal, 3 the other one.
+_ORIENTATION_FILTERS = {
+    1: "",
+    2: "hflip",
+    3: "hflip,vflip",
+    4: "vflip",
+    5: "transpose=0",
+    6: "transpose=1",
+    7: "transpose=3",
+    8: "transpose=2",
+}
 # Input options for every ffprobe and ffmpeg run: only demuxers from the list above, and only
 # the file protocol, so that no input can make ffmpeg read anything but the uploaded file.
 _RESTRICTED_INPUT = [
@@ -88,8 +109,9 @@ _RESTRICTED_INPUT = [
 class MediaInfo:
     """What ``probe`` learnt about one input file.
 
-    ``width`` and ``height`` are the decoded frame size as displayed, i.e. after the stream's
-    rotation metadata is applied (ffmpeg auto-rotates when decoding).
+    ``width`` and ``height`` are the decoded frame size as displayed: after a video stream's
+    rotation matrix (ffmpeg auto-rotates when decoding) or a still's EXIF orientation
+    (applied by the decode's own filters) is applied.
     """
 
     path: Path
@@ -103,6 +125,7 @@ class MediaInfo:
     demuxer: str  # ffmpeg's name for the container format, one of ACCEPTED_DEMUXERS (``-f``)
     stream_index: int = 0  # the decoded stream (cover art and other streams are skipped)
     container_start_s: float = 0.0  # the file's start time, which ffmpeg's -ss is relative to
+    orientation: int = 1  # a still's EXIF Orientation (1-8; 1 = stored upright)
 
 
 @dataclass(frozen=True)
@@ -117,17 +140,21 @@ class Frame:
 # --------------------------------------------------------------------------- probe
 
 
-def build_probe_args(path: Path) -> list[str]:
+def build_probe_args(path: Path, demuxer: str | None = None) -> list[str]:
     """The ffprobe argv that describes ``path``'s format and streams as JSON.
 
     Only ``ACCEPTED_DEMUXERS`` may open it: any other format fails before its demuxer reads
-    a byte past the probe, so a playlist never gets to open the files it names.
+    a byte past the probe, so a playlist never gets to open the files it names. ``demuxer``
+    skips ffprobe's guess (which weighs the file's name) for a still recognised by its
+    signature.
     """
+    forced = [] if demuxer is None else ["-f", demuxer]
     return [
         "ffprobe",
         "-v",
         "error",
         *_RESTRICTED_INPUT,
+        *forced,
         "-show_format",
         "-show_streams",
         "-of",
@@ -173,7 +200,8 @@ def probe(path: Path) -> MediaInfo:
     if path.stat().st_size == 0:
         raise InputError(f"{name}: file is empty (0 bytes)")
 
-    rc, out, err = _run(build_probe_args(path), PROBE_TIMEOUT_S, what=f"{name}: probing")
+    probe_args = build_probe_args(path, _still_demuxer(path))
+    rc, out, err = _run(probe_args, PROBE_TIMEOUT_S, what=f"{name}: probing")
     _raise_if_killed(name, "ffprobe", rc)
     if rc != 0:
         for line in err.splitlines():
@@ -204,6 +232,9 @@ def probe(path: Path) -> MediaInfo:
     duration_s = _positive_float(stream.get("duration")) or _positive_float(fmt.get("duration"))
     if _looks_like_image(fmt, stream, duration_s):
         _check_size(name, width, height)
+        orientation = _exif_orientation(path, demuxer)
+        if orientation >= 5:  # turned by a quarter: the displayed sides swap
+            width, height = height, width
         return MediaInfo(
             path=path,
             kind="image",
@@ -215,6 +246,7 @@ def probe(path: Path) -> MediaInfo:
             codec=codec,
             demuxer=demuxer,
             stream_index=stream_index,
+            orientation=orientation,
         )
 
     frames = None
@@ -242,6 +274,43 @@ def probe(path: Path) -> MediaInfo:
         stream_index=stream_index,
         container_start_s=_float_or_zero(fmt.get("start_time")),
     )
+
+
+def _still_demuxer(path: Path) -> str | None:
+    """The *_pipe demuxer of a still, told by its first bytes; None for anything else.
+
+    Left to itself, ffprobe may pick ``image2`` for a JPEG named .jpg (it trusts the name
+    when the content probe is unsure, e.g. behind a large EXIF block). image2 reads image
+    sequences, i.e. other files, so it is not accepted: stills get their own demuxer.
+    """
+    with path.open("rb") as file:
+        head = file.read(12)
+    for signature, demuxer in _STILL_SIGNATURES:
+        if head.startswith(signature):
+            return demuxer
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp_pipe"
+    return None
+
+
+def _exif_orientation(path: Path, demuxer: str) -> int:
+    """A still's EXIF Orientation tag (1-8), 1 when it has none or it cannot be read.
+
+    ffmpeg 5 ignores the tag (newer versions rotate some formats): the decode turns the
+    frame itself, so every still comes out upright whatever the ffmpeg version.
+    """
+    pillow_format = _PILLOW_FORMATS.get(demuxer)
+    if pillow_format is None:
+        return 1
+    from PIL import Image  # only for stills
+
+    try:
+        with Image.open(path, formats=[pillow_format]) as image:
+            value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception as exc:  # a damaged EXIF block is ffmpeg's to judge, not ours
+        logger.info("%s: EXIF orientation unreadable (%s); taken as upright", path.name, exc)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _not_accepted(name: str, demuxer: str) -> str:
@@ -529,9 +598,13 @@ def build_decode_args(
     source = [*_RESTRICTED_INPUT, "-f", info.demuxer, "-i", _input_url(info.path)]
     if info.kind == "image":
         _check_range(sample_fps, start_s, end_s)
-        args += [*source, "-map", stream]
-        if scale:
-            args += ["-vf", scale[1:]]
+        # Turned by our own filter (before scaling, which is in displayed sides), never by
+        # ffmpeg's autorotation: one rotation whatever the ffmpeg version does.
+        upright = _ORIENTATION_FILTERS[info.orientation]
+        filters = ",".join(f for f in (upright, scale[1:]) if f)
+        args += ["-noautorotate", *source, "-map", stream]
+        if filters:
+            args += ["-vf", filters]
         return args + ["-frames:v", "1"] + rgb_output
 
     frames = _frame_range(info, sample_fps, start_s, end_s)
