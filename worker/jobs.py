@@ -73,7 +73,7 @@ def analyze_segment(
     settings = AnalysisSettings.from_dict(job.settings)
     # the job's own reading of faces, whatever this process was configured with
     models = replace(models, classifier=classifier_for(models.classifier, settings))
-    info = info or probe(Path(job.input_path))
+    info = info or probe(Path(job.input_path), job.input_name)
     check_analysable(info, settings)
     width, _ = output_size(info, settings.max_frame_side)
     box_scale = info.width / width
@@ -144,7 +144,7 @@ def run_job(
             raise LookupError(f"job {job_id} not found")
         try:
             settings = AnalysisSettings.from_dict(job.settings)
-            info = probe(Path(job.input_path))
+            info = probe(Path(job.input_path), job.input_name)
             job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
             session.commit()
             analyze_segment(session, job, models, on_progress=on_progress, info=info)

@@ -127,7 +127,7 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
     """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable."""
     try:
-        info = probe(upload.path)
+        info = probe(upload.path, upload.display_name)
         check_analysable(info, analysis_settings(svc.settings))
     except (InputError, TimeoutError) as exc:
         raise media_error(exc, upload) from exc

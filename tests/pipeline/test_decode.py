@@ -524,6 +524,27 @@ def test_accepted_formats_decode_with_their_demuxer(
     assert len(list(iter_frames(info, sample_fps=None))) == (1 if info.kind == "image" else 10)
 
 
+def test_errors_name_the_file_as_the_user_knows_it(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """An upload is stored as <uuid>.mp4; its errors must say the name it was uploaded as."""
+    stored = tmp_path / "55d7c0ffee0123456789abcdef012345.mp4"
+    make_truncated_copy(clips["mp4"], stored, 0.6)
+    info = probe(stored, "entrance.mp4")
+    with pytest.raises(DecodeError) as error:
+        list(iter_frames(info, sample_fps=2))
+    message = _user_message(error, tmp_path)
+    assert message.startswith("entrance.mp4: the file is truncated or corrupt (")
+    assert "55d7" not in message
+
+    notes = tmp_path / "0123456789abcdef0123456789abcdef.mp4"
+    notes.write_text("meeting notes\n")
+    with pytest.raises(DecodeError) as error:
+        probe(notes, "entrance.mp4")
+    assert _user_message(error, tmp_path).startswith("entrance.mp4: not a readable video")
+    assert "0123" not in str(error.value)
+
+
 def test_input_errors_are_input_errors() -> None:
     assert issubclass(DecodeError, InputError) and issubclass(UnsupportedMediaError, InputError)
 

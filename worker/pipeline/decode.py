@@ -126,6 +126,12 @@ class MediaInfo:
     stream_index: int = 0  # the decoded stream (cover art and other streams are skipped)
     container_start_s: float = 0.0  # the file's start time, which ffmpeg's -ss is relative to
     orientation: int = 1  # a still's EXIF Orientation (1-8; 1 = stored upright)
+    display_name: str = ""  # what errors call the file (the user's name for it); "" = path.name
+
+    @property
+    def name(self) -> str:
+        """The file's name for users: the name it was uploaded under, never a server path."""
+        return self.display_name or self.path.name
 
 
 @dataclass(frozen=True)
@@ -183,8 +189,11 @@ def build_packet_count_args(path: Path, demuxer: str, stream_index: int) -> list
     ]
 
 
-def probe(path: Path) -> MediaInfo:
+def probe(path: Path, display_name: str | None = None) -> MediaInfo:
     """Describe a video or image file, rejecting what cannot be analysed.
+
+    Errors, here and when its frames are decoded, name the file ``display_name`` (the name
+    the user knows: an upload is stored under a generated one), else its base name.
 
     Raises:
         InputError: the file is missing, a directory or empty.
@@ -192,7 +201,7 @@ def probe(path: Path) -> MediaInfo:
         UnsupportedMediaError: no video stream, no frames, or an absurd frame size.
         TimeoutError: ffprobe took longer than ``PROBE_TIMEOUT_S``.
     """
-    name = path.name
+    name = display_name or path.name
     if not path.exists():
         raise InputError(f"{name}: file not found")
     if path.is_dir():
@@ -208,7 +217,7 @@ def probe(path: Path) -> MediaInfo:
             refused = _REFUSED_FORMAT.match(line)
             if refused:
                 raise UnsupportedMediaError(_not_accepted(name, refused["demuxer"]))
-        reason = _short_reason(err.splitlines(), path)
+        reason = _short_reason(err.splitlines(), path, name)
         raise DecodeError(f"{name}: not a readable video or image file ({reason})")
     report: dict[str, Any] = json.loads(out or "{}")
     fmt: dict[str, Any] = report.get("format", {})
@@ -247,12 +256,13 @@ def probe(path: Path) -> MediaInfo:
             demuxer=demuxer,
             stream_index=stream_index,
             orientation=orientation,
+            display_name=name,
         )
 
     frames = None
     if duration_s is None:
         # Some containers (raw streams, live recordings) carry no duration: count the frames.
-        frames = _count_packets(path, demuxer, stream_index)
+        frames = _count_packets(path, name, demuxer, stream_index)
         if frames == 0:
             raise UnsupportedMediaError(f"{name}: the video stream contains no frames")
     _check_size(name, width, height)
@@ -273,6 +283,7 @@ def probe(path: Path) -> MediaInfo:
         demuxer=demuxer,
         stream_index=stream_index,
         container_start_s=_float_or_zero(fmt.get("start_time")),
+        display_name=name,
     )
 
 
@@ -392,16 +403,16 @@ def _float_or_zero(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _count_packets(path: Path, demuxer: str, stream_index: int) -> int:
+def _count_packets(path: Path, name: str, demuxer: str, stream_index: int) -> int:
     rc, out, err = _run(
         build_packet_count_args(path, demuxer, stream_index),
         PROBE_TIMEOUT_S,
-        what=f"{path.name}: probing",
+        what=f"{name}: probing",
     )
-    _raise_if_killed(path.name, "ffprobe", rc)
+    _raise_if_killed(name, "ffprobe", rc)
     if rc != 0:
-        reason = _short_reason(err.splitlines(), path)
-        raise DecodeError(f"{path.name}: not a readable video file ({reason})")
+        reason = _short_reason(err.splitlines(), path, name)
+        raise DecodeError(f"{name}: not a readable video file ({reason})")
     digits = out.strip().split("\n")[0].strip(" ,")
     return int(digits) if digits.isdigit() else 0
 
@@ -440,7 +451,7 @@ def _frame_range(
     info: MediaInfo, sample_fps: float | None, start_s: float, end_s: float | None
 ) -> _Range:
     if info.fps is None:
-        raise ValueError(f"{info.path.name}: a video needs a frame rate")
+        raise ValueError(f"{info.name}: a video needs a frame rate")
     _check_range(sample_fps, start_s, end_s)
     fps = _fps_fraction(info.fps)
     first = _first_frame_at_or_after(start_s, fps)
@@ -700,7 +711,7 @@ def iter_frames(
                 pts_fd=pts_fd if pts_fd is not None else 3,
             )
 
-        run = _FfmpegRun(args_for, info.path, with_pts=True, deadline=deadline, timeout_s=timeout_s)
+        run = _FfmpegRun(args_for, info, with_pts=True, deadline=deadline, timeout_s=timeout_s)
         try:
             image = run.read_frame(width, height)
             pts_time = run.next_time()  # the first frame decoded after the seek
@@ -710,7 +721,7 @@ def iter_frames(
             if _seek_s(info, frames, preroll_s) > 0 and _overshot(info, frames, first_seen):
                 logger.info(
                     "%s: seeking to frame %d landed at frame %s; seeking %g s further back",
-                    info.path.name,
+                    info.name,
                     frames.first,
                     first_seen,
                     _PREROLL_STEPS_S[attempt + 1],
@@ -721,7 +732,7 @@ def iter_frames(
                     pts_time = run.next_time()  # a pre-roll frame: not in the pixel output
                 if pts_time is None:
                     run.finish()
-                    raise RuntimeError(f"{info.path.name}: ffmpeg gave a frame without a pts")
+                    raise RuntimeError(f"{info.name}: ffmpeg gave a frame without a pts")
                 index = index_of(pts_time)
                 yield Frame(frame_index=index, timestamp_s=float(index / fps), image=image)
                 image = run.read_frame(width, height)
@@ -754,14 +765,14 @@ def _decode_image(
     def args_for(_pts_fd: int | None) -> list[str]:
         return build_decode_args(info, sample_fps=None, max_side=max_side)
 
-    run = _FfmpegRun(args_for, info.path, with_pts=False, deadline=deadline, timeout_s=timeout_s)
+    run = _FfmpegRun(args_for, info, with_pts=False, deadline=deadline, timeout_s=timeout_s)
     try:
         image = run.read_frame(width, height)
         run.finish()
     finally:
         run.close()
     if image is None:
-        raise DecodeError(f"{info.path.name}: no image could be decoded from the file")
+        raise DecodeError(f"{info.name}: no image could be decoded from the file")
     return Frame(frame_index=0, timestamp_s=0.0, image=image)
 
 
@@ -771,13 +782,14 @@ class _FfmpegRun:
     def __init__(
         self,
         args_for: Callable[[int | None], list[str]],
-        path: Path,
+        info: MediaInfo,
         *,
         with_pts: bool,
         deadline: float | None,
         timeout_s: float | None,
     ) -> None:
-        self.path = path
+        self.path = info.path
+        self.name = info.name
         self.partial = False
         pts_read, pts_write = os.pipe() if with_pts else (None, None)
         args = args_for(pts_write)
@@ -804,7 +816,7 @@ class _FfmpegRun:
         self.times = None if pts_read is None else _FrameTimes(pts_read)
         self.stderr = _StderrTail(self.proc.stderr)
         self.watchdog = _Watchdog(
-            self.proc, deadline, f"{path.name}: decoding took longer than {timeout_s or 0:g} s"
+            self.proc, deadline, f"{self.name}: decoding took longer than {timeout_s or 0:g} s"
         )
 
     def read_frame(self, width: int, height: int) -> np.ndarray | None:
@@ -830,7 +842,7 @@ class _FfmpegRun:
             rc = -1
         self.stderr.join()
         self.watchdog.check()
-        _raise_on_failure(self.path, rc, self.partial, list(self.stderr.lines))
+        _raise_on_failure(self.path, self.name, rc, self.partial, list(self.stderr.lines))
 
     def close(self) -> None:
         self.watchdog.cancel()
@@ -850,18 +862,21 @@ def _raise_if_killed(name: str, program: str, rc: int) -> None:
         raise DecoderKilled(f"{name}: {program} was killed by {signal_name}")
 
 
-def _raise_on_failure(path: Path, rc: int, partial: bool, stderr_lines: list[str]) -> None:
-    name = path.name
+def _raise_on_failure(
+    path: Path, name: str, rc: int, partial: bool, stderr_lines: list[str]
+) -> None:
     _raise_if_killed(name, "ffmpeg", rc)
     if rc != 0:
-        reason = _short_reason(stderr_lines, path) or f"ffmpeg exit status {rc}"
+        reason = _short_reason(stderr_lines, path, name) or f"ffmpeg exit status {rc}"
         raise DecodeError(f"{name}: could not be decoded ({reason})")
     lost = [line for line in stderr_lines if any(m in line.lower() for m in _DATA_LOSS_MARKERS)]
     if partial or lost:
-        reason = _short_reason(lost, path) or "the stream ended in the middle of a frame"
+        reason = _short_reason(lost, path, name) or "the stream ended in the middle of a frame"
         raise DecodeError(f"{name}: the file is truncated or corrupt ({reason})")
     for line in stderr_lines:
-        logger.warning("ffmpeg reported while decoding %s: %s", name, _clean_line(line, path))
+        logger.warning(
+            "ffmpeg reported while decoding %s: %s", name, _clean_line(line, path, name)
+        )
 
 
 def _read_into(stream: IO[bytes], buffer: memoryview) -> int:
@@ -1019,23 +1034,25 @@ def _run(args: list[str], timeout_s: float, *, what: str) -> tuple[int, str, str
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def _clean_line(line: str, path: Path) -> str:
-    """An ffmpeg log line without its ``[demuxer @ 0x...]`` prefix or any server path."""
+def _clean_line(line: str, path: Path, name: str) -> str:
+    """An ffmpeg log line without its ``[demuxer @ 0x...]`` prefix, any server path or
+    stored name replaced by ``name``."""
     line = _LOG_PREFIX.sub("", line.strip())
     for spelled in sorted(
-        {_input_url(path), str(path.absolute()), str(path), str(path.resolve())}, key=len
+        {_input_url(path), str(path.absolute()), str(path), str(path.resolve()), path.name},
+        key=len,
     )[::-1]:
-        line = line.replace(spelled, path.name)
+        line = line.replace(spelled, name)
     return line
 
 
-def _short_reason(lines: list[str], path: Path, limit: int = 3) -> str:
+def _short_reason(lines: list[str], path: Path, name: str, limit: int = 3) -> str:
     """A few distinct, path-free ffmpeg messages joined for a user-facing error."""
     reasons: list[str] = []
     for line in lines:
-        cleaned = _clean_line(line, path)
-        if cleaned.startswith(f"{path.name}: "):
-            cleaned = cleaned[len(path.name) + 2 :]
+        cleaned = _clean_line(line, path, name)
+        if cleaned.startswith(f"{name}: "):
+            cleaned = cleaned[len(name) + 2 :]
         if cleaned and cleaned not in reasons and cleaned != "Conversion failed!":
             reasons.append(cleaned)
     text = "; ".join(reasons[:limit])
