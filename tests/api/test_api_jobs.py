@@ -316,6 +316,16 @@ def test_non_media_is_refused_with_the_reason(
             "recorded_at is out of range: '9999-12-31T23:59:59-01:00'",
         ),
         (
+            {"camera": "gate", "site": "north", "recorded_at": "9999-12-31T23:59:59Z"},
+            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+            "got '9999-12-31T23:59:59Z'",
+        ),
+        (
+            {"camera": "gate", "site": "north", "recorded_at": "1969-12-31T23:59:59Z"},
+            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+            "got '1969-12-31T23:59:59Z'",
+        ),
+        (
             {"camera": "gate", "site": "north", "detector": "mtcnn_union.pt"},
             "detector must be one of: accurate, fast",
         ),
