@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -469,6 +471,25 @@ def test_image_too_large(tmp_path: Path) -> None:
     assert _user_message(error, tmp_path) == (
         "wide.png: unsupported frame size 9000x16 px (width and height must be 1 to 8192 px "
         "and the frame at most 40 megapixels)"
+    )
+
+
+def test_a_huge_png_is_refused_with_its_real_size(tmp_path: Path) -> None:
+    """20000x20000 px: too large for ffmpeg's decoder, which then reports a 0x0 stream."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 8-bit RGB
+    (tmp_path / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )  # fmt: skip
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(tmp_path / "huge.png")
+    assert _user_message(error, tmp_path).startswith(
+        "huge.png: unsupported frame size 20000x20000 px (width and height must be 1 to 8192 px"
     )
 
 

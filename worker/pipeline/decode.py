@@ -50,6 +50,7 @@ _DATA_LOSS_MARKERS = (
     "end of file",
 )
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+_INVALID_SIZE = re.compile(r"Picture size (?P<width>\d+)x(?P<height>\d+) is invalid")
 _REFUSED_FORMAT = re.compile(r"^\[(?P<demuxer>[\w-]+) @ ?0x[0-9a-f]+\] Format not on whitelist")
 
 # The demuxers MaskWatch reads, by ffmpeg's short name (the first of the names ffprobe reports
@@ -234,6 +235,12 @@ def probe(path: Path, display_name: str | None = None) -> MediaInfo:
         raise UnsupportedMediaError(f"{name}: contains no video stream")
 
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if not (width and height):
+        # A decoder refuses a frame too large for it and leaves the size 0x0: the size is
+        # in its complaint ("Picture size 20000x20000 is invalid").
+        refused = _INVALID_SIZE.search(err)
+        if refused:
+            width, height = int(refused["width"]), int(refused["height"])
     if _rotation_deg(stream) % 180 == 90:
         width, height = height, width
     codec = str(stream.get("codec_name") or "unknown")
