@@ -128,7 +128,8 @@ def finish_job(session: Session, job: Job) -> None:
     else:
         if summary.faces == 0:
             logger.info("job %s: no faces in %d frame(s)", job.id, summary.frames)
-        job_repo.mark_succeeded(session, job)
+        # The frames analysed replace the estimate from the header: done = total.
+        job_repo.mark_succeeded(session, job, frames_total=summary.frames)
 
 
 def run_job(
