@@ -74,7 +74,7 @@ def analyze_segment(
     settings = AnalysisSettings.from_dict(job.settings)
     # the job's own reading of faces, whatever this process was configured with
     models = replace(models, classifier=classifier_for(models.classifier, settings))
-    info = info or probe(Path(job.input_path))
+    info = info or probe(Path(job.input_path), job.input_name)
     check_analysable(info, settings)
     width, _ = output_size(info, settings.max_frame_side)
     box_scale = info.width / width
@@ -118,19 +118,19 @@ def analyze_segment(
 
 
 def finish_job(session: Session, job: Job) -> None:
-    """Mark a job whose segments are all stored: succeeded, or failed when it held no face."""
+    """Mark a job whose segments are all stored: succeeded, or failed when no frame decoded.
+
+    Footage in which nobody appears (a CCTV archive's quiet hours) is a valid result, zero
+    faces in so many frames; only input with no readable frame at all is a failure.
+    """
     summary = report_repo.job_summary(session, job.id)
     if summary.frames == 0:
         job_repo.mark_failed(session, job, f"{job.input_name}: no frame could be decoded")
-    elif summary.faces == 0:
-        job_repo.mark_failed(
-            session,
-            job,
-            f"{job.input_name}: no faces found in the {summary.frames} "
-            "frame(s) analysed; nothing to report",
-        )
     else:
-        job_repo.mark_succeeded(session, job)
+        if summary.faces == 0:
+            logger.info("job %s: no faces in %d frame(s)", job.id, summary.frames)
+        # The frames analysed replace the estimate from the header: done = total.
+        job_repo.mark_succeeded(session, job, frames_total=summary.frames)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -155,7 +155,7 @@ def run_job(
             raise LookupError(f"job {job_id} not found")
         try:
             settings = AnalysisSettings.from_dict(job.settings)
-            info = probe(Path(job.input_path))
+            info = probe(Path(job.input_path), job.input_name)
             job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
             session.commit()
             analyze_segment(session, job, models, on_progress=on_progress, info=info)

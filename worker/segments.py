@@ -67,7 +67,7 @@ def plan_job(session: Session, job_id: str, segment_seconds: float) -> list[int]
     if status is not JobStatus.QUEUED:
         return []
     settings = AnalysisSettings.from_dict(job.settings)
-    info = probe(Path(job.input_path))
+    info = probe(Path(job.input_path), job.input_name)
     check_analysable(info, settings)
     job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
     duration_s = info.duration_s if info.kind == "video" else None

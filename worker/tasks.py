@@ -18,13 +18,15 @@ from worker.celery_app import app
 from worker.dispatch import enqueue_segments
 from worker.jobs import failure_reason
 from worker.pipeline.analyze import AnalysisSettings
-from worker.pipeline.errors import InputError
+from worker.pipeline.errors import DecoderKilled, InputError
 from worker.process import worker_process
 
 logger = logging.getLogger(__name__)
 
-# Faults that go away by themselves: a database or broker restarting, a lock timeout.
+# Faults that go away by themselves: a database or broker restarting, a lock timeout, an
+# ffmpeg killed by the OOM killer.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    DecoderKilled,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     redis.exceptions.ConnectionError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -44,6 +44,9 @@ FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector"})
 DETECTORS = {"accurate": SHIPPED_DETECTOR_WEIGHTS, "fast": FAST_DETECTOR_WEIGHTS}
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+# Footage's wall-clock start: frame times are recorded_at + timestamp_s, which must stay
+# within what datetime and the database hold (year 9999 overflowed in the worker).
+RECORDED_AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 NOT_FOUND = "job not found"
 
@@ -72,7 +75,9 @@ SUBMIT_BODY: dict[str, Any] = {
                         "recorded_at": {
                             "type": "string",
                             "format": "date-time",
-                            "description": "wall-clock start of the footage, with a UTC offset",
+                            "description": "wall-clock start of the footage, with a UTC "
+                            "offset, from 1970-01-01T00:00:00Z up to (not including) "
+                            "2100-01-01T00:00:00Z",
                         },
                         "detector": {
                             "type": "string",
@@ -117,6 +122,12 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
         raise unprocessable("form field 'site' is required for a key not limited to one site")
     raw_time = fields.get("recorded_at")
     recorded_at = None if raw_time is None else parse_instant(raw_time, "recorded_at")
+    earliest, latest = RECORDED_AT_RANGE
+    if recorded_at is not None and not earliest <= recorded_at < latest:
+        raise unprocessable(
+            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+            f"got {raw_time[:40]!r}"
+        )
     detector = fields.get("detector")
     if detector is not None and detector not in DETECTORS:
         raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")
@@ -127,7 +138,7 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
     """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable."""
     try:
-        info = probe(upload.path)
+        info = probe(upload.path, upload.display_name)
         check_analysable(info, analysis_settings(svc.settings))
     except (InputError, TimeoutError) as exc:
         raise media_error(exc, upload) from exc

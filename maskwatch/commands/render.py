@@ -26,6 +26,9 @@ def render_job(console: Console, job: JobReport) -> None:
         return
     c = job.counts
     console.print(f"[bold green]✓[/bold green] {title}")
+    if c.faces == 0:
+        console.print(f"  nobody appears: no faces in the {c.frames} frame(s) analysed")
+        return
     console.print(
         f"  frames analysed {c.frames} ({c.frames_with_faces} with faces) · faces {c.faces} · "
         f"masked {c.masked} · unmasked {c.unmasked} · incorrect {c.incorrect} · "

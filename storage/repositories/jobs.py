@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, func, literal, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, func, literal, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from storage.models import Camera, InputKind, Job, JobStatus, UTCDateTime, utcnow
@@ -113,6 +113,20 @@ def mark_running(session: Session, job: Job, frames_total: int | None) -> None:
     _transition(session, job, JobStatus.RUNNING, **values)
 
 
+def progress_values(frames_done: ColumnElement[int] | int) -> dict[str, Any]:
+    """UPDATE values setting a job's ``frames_done``, raising ``frames_total`` to match.
+
+    ``frames_total`` is an estimate made from the file's header; a file that holds more
+    frames than it said must not show more frames done than expected.
+    """
+    return {
+        "frames_done": frames_done,
+        "frames_total": case(
+            (Job.frames_total < frames_done, frames_done), else_=Job.frames_total
+        ),
+    }
+
+
 def add_progress(session: Session, job_id: str, frames: int) -> None:
     """Atomically add ``frames`` to the job's ``frames_done`` (safe across processes).
 
@@ -126,21 +140,23 @@ def add_progress(session: Session, job_id: str, frames: int) -> None:
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Job)
         .where(Job.id == job_id)
-        .values(frames_done=Job.frames_done + frames)
+        .values(**progress_values(Job.frames_done + frames))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:
         raise JobNotFound(job_id)
 
 
-def mark_succeeded(session: Session, job: Job) -> None:
-    """Mark a running job as succeeded.
+def mark_succeeded(session: Session, job: Job, frames_total: int | None = None) -> None:
+    """Mark a running job as succeeded; ``frames_total``, when given, replaces the estimate
+    with the frames actually analysed.
 
     Raises:
         InvalidJobTransition: if the job is not running (e.g. it was cancelled meanwhile).
     """
     session.flush()
-    _transition(session, job, JobStatus.SUCCEEDED, finished_at=utcnow(), error=None)
+    exact = {} if frames_total is None else {"frames_total": frames_total}
+    _transition(session, job, JobStatus.SUCCEEDED, finished_at=utcnow(), error=None, **exact)
 
 
 def mark_failed(session: Session, job: Job, error: str) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import CursorResult, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import FrameStat, Job, JobSegment, JobStatus, SegmentStatus, utcnow
+from storage.repositories import jobs as job_repo
 
 MAX_ERROR_CHARS = 2000
 FINISHED = frozenset({SegmentStatus.SUCCEEDED, SegmentStatus.FAILED, SegmentStatus.CANCELLED})
@@ -155,7 +156,7 @@ def record_progress(session: Session, segment: JobSegment, frames_done: int) -> 
     session.execute(
         update(Job)
         .where(Job.id == segment.job_id)
-        .values(frames_done=stored, updated_at=utcnow())
+        .values(**job_repo.progress_values(stored), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 
@@ -248,7 +249,7 @@ def set_frames_done(session: Session, job_id: str, frames_done: int) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(frames_done=frames_done, updated_at=utcnow())
+        .values(**job_repo.progress_values(frames_done), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

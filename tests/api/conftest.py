@@ -222,9 +222,18 @@ def video_bytes(media_dir: Path) -> bytes:
 
 @pytest.fixture(scope="session")
 def audio_bytes(media_dir: Path) -> bytes:
-    path = media_dir / "tone.wav"
+    """A 0.2 s tone in an MP4 (M4A) container: an accepted format without a video stream."""
+    path = media_dir / "tone.m4a"
     _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", str(path))
     return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def playlist_bytes(media_dir: Path, video_bytes: bytes) -> bytes:
+    """An HLS playlist naming a real video on the server: it must never be read."""
+    target = media_dir / "server-side.mp4"
+    target.write_bytes(video_bytes)
+    return f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1,\n{target}\n#EXT-X-ENDLIST\n".encode()
 
 
 @pytest.fixture(scope="session")

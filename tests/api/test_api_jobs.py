@@ -265,6 +265,7 @@ def test_upload_at_the_limit_is_accepted_by_the_size_check(
         ("text", "notes.mp4", 415, "notes.mp4: not a readable video or image file"),
         ("audio", "tone.mp4", 415, "tone.mp4: contains only audio, no video stream"),
         ("empty", "empty.mp4", 422, "empty.mp4: file is empty (0 bytes)"),
+        ("playlist", "x.mp4", 415, "x.mp4: format 'hls' is not accepted (accepted: MP4/MOV"),
     ],
 )
 def test_non_media_is_refused_with_the_reason(
@@ -274,12 +275,14 @@ def test_non_media_is_refused_with_the_reason(
     queue: Queue,
     tmp_path: Path,
     audio_bytes: bytes,
+    playlist_bytes: bytes,
     content_fixture: str,
     name: str,
     status: int,
     reason: str,
 ) -> None:
-    content = {"text": b"just some text\n" * 50, "audio": audio_bytes, "empty": b""}
+    content = {"text": b"just some text\n" * 50, "audio": audio_bytes, "empty": b"",
+               "playlist": playlist_bytes}
     response = submit(client, keys.north, content[content_fixture], name=name, camera="gate")
     assert response.status_code == status
     detail = response.json()["detail"]
@@ -311,6 +314,16 @@ def test_non_media_is_refused_with_the_reason(
         (
             {"camera": "gate", "site": "north", "recorded_at": "9999-12-31T23:59:59-01:00"},
             "recorded_at is out of range: '9999-12-31T23:59:59-01:00'",
+        ),
+        (
+            {"camera": "gate", "site": "north", "recorded_at": "9999-12-31T23:59:59Z"},
+            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+            "got '9999-12-31T23:59:59Z'",
+        ),
+        (
+            {"camera": "gate", "site": "north", "recorded_at": "1969-12-31T23:59:59Z"},
+            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+            "got '1969-12-31T23:59:59Z'",
         ),
         (
             {"camera": "gate", "site": "north", "detector": "mtcnn_union.pt"},

@@ -150,11 +150,24 @@ def test_image_too_small_for_the_detector(runner, db_url, session_for, tmp_path)
     assert_fails(runner, db_url, session_for, tiny, "too small")
 
 
-def test_video_without_faces(runner, db_url, session_for, tmp_path) -> None:
+def test_video_without_faces_succeeds_with_zero_faces(
+    runner, db_url, session_for, tmp_path
+) -> None:
+    """Quiet hours of a CCTV archive: nobody appears, which is a result, not an error."""
     blank = make_blank_video(tmp_path / "empty-corridor.mp4", seconds=3)
-    assert_fails(runner, db_url, session_for, blank, "no faces found")
-    with session_for() as session:  # the analysed frames are kept: nothing else is lost
+    code, report = run_analyze(runner, db_url, str(blank))
+    assert code == 0, report
+    (job,) = report["jobs"]
+    assert (job["status"], job["error"], job["frames"], job["faces"]) == (
+        "succeeded", None, 15, 0
+    )  # fmt: skip
+    assert job["compliance_ratio"] is None
+    with session_for() as session:
         assert len(session.scalars(select(FrameStat)).all()) == 15
+
+    table = runner.invoke(app, ["analyze", str(blank), "--db", db_url])
+    assert table.exit_code == 0, table.output
+    assert "nobody appears: no faces in the 15 frame(s) analysed" in table.output
 
 
 def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -> None:

@@ -53,6 +53,7 @@ def image(width: int, height: int) -> MediaInfo:
         duration_s=None,
         start_s=0.0,
         codec="png",
+        demuxer="png_pipe",
     )
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import struct
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ml.footage import make_truncated_copy
 from worker.pipeline.decode import (
+    ACCEPTED_DEMUXERS,
     MediaInfo,
     build_decode_args,
     estimate_sample_count,
@@ -21,7 +25,7 @@ from worker.pipeline.decode import (
     output_size,
     probe,
 )
-from worker.pipeline.errors import DecodeError, InputError, UnsupportedMediaError
+from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_VIDEO = REPO / "worker" / "samples" / "sample.mp4"
@@ -99,6 +103,7 @@ def _video(
         duration_s=duration_s,
         start_s=start_s,
         codec="h264",
+        demuxer="mov",
         container_start_s=container_start_s,
     )
 
@@ -112,6 +117,7 @@ IMAGE = MediaInfo(
     duration_s=None,
     start_s=0.0,
     codec="mjpeg",
+    demuxer="jpeg_pipe",
 )
 
 
@@ -181,6 +187,11 @@ def test_build_decode_args(
     assert args[:6] == ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     assert args[-5:] == ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     assert _value(args, "-i") == f"file:{info.path}"
+    # The file is read by the demuxer the probe found, under the allow-lists: nothing else.
+    assert args[args.index("-i") - 6 : args.index("-i")] == [
+        "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS),
+        "-f", info.demuxer,
+    ]  # fmt: skip
     assert _value(args, "-ss") == seek
     assert _value(args, "-t") == duration
     assert args.index("-i") > max(
@@ -339,6 +350,35 @@ def test_an_image_decodes_to_one_frame(tmp_path: Path, suffix: str) -> None:
     assert list(iter_frames(info, sample_fps=2, start_s=1.0, end_s=2.0)) == []
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_still_is_decoded_in_its_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    stored = np.arange(24 * 36 * 3, dtype=np.uint32).astype(np.uint8).reshape(24, 36, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "still.png", exif=exif)
+    with Image.open(tmp_path / "still.png") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+    info = probe(tmp_path / "still.png")
+    (frame,) = iter_frames(info, sample_fps=None)
+    assert (info.width, info.height) == (upright.shape[1], upright.shape[0])
+    np.testing.assert_array_equal(frame.image, upright)
+    # Scaled to a maximum side after turning: the longer displayed side becomes 18 px.
+    (small,) = iter_frames(info, sample_fps=None, max_side=18)
+    assert small.image.shape[:2] == ((12, 18) if orientation < 5 else (18, 12))
+
+
+def test_a_video_with_a_rotation_matrix_is_decoded_upright(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    turned = tmp_path / "portrait.mp4"
+    _ffmpeg("-i", str(clips["mp4"]), "-c", "copy", "-metadata:s:v", "rotate=90", str(turned))
+    info = probe(turned)
+    assert (info.width, info.height) == (240, 320)
+    frames = list(iter_frames(info, sample_fps=2))
+    assert len(frames) == 16 and {f.image.shape for f in frames} == {(320, 240, 3)}
+
+
 def test_max_side_scales_video_and_image(tmp_path: Path, clips: dict[str, Path]) -> None:
     video = next(iter(iter_frames(probe(clips["mp4"]), sample_fps=1, max_side=160)))
     portrait = tmp_path / "portrait.png"
@@ -434,11 +474,96 @@ def test_image_too_large(tmp_path: Path) -> None:
     )
 
 
+def test_a_huge_png_is_refused_with_its_real_size(tmp_path: Path) -> None:
+    """20000x20000 px: too large for ffmpeg's decoder, which then reports a 0x0 stream."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 8-bit RGB
+    (tmp_path / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )  # fmt: skip
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(tmp_path / "huge.png")
+    assert _user_message(error, tmp_path).startswith(
+        "huge.png: unsupported frame size 20000x20000 px (width and height must be 1 to 8192 px"
+    )
+
+
 def test_audio_only_file(tmp_path: Path) -> None:
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", str(tmp_path / "tone.m4a"))
     with pytest.raises(UnsupportedMediaError) as error:
         probe(tmp_path / "tone.m4a")
     assert _user_message(error, tmp_path) == "tone.m4a: contains only audio, no video stream"
+
+
+# Inputs that would make ffmpeg open other files: each names a real file on the server.
+OPENS_OTHER_FILES = {
+    "hls": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n",
+    "concat": "ffconcat version 1.0\nfile '{target}'\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OPENS_OTHER_FILES))
+@pytest.mark.parametrize("name", ["x.mp4", "x.png", "x.bin"])
+def test_a_file_that_names_other_files_is_refused(
+    tmp_path: Path, clips: dict[str, Path], kind: str, name: str
+) -> None:
+    upload = tmp_path / name
+    upload.write_text(OPENS_OTHER_FILES[kind].format(target=clips["mp4"]))
+    with pytest.raises(UnsupportedMediaError) as error:
+        probe(upload)
+    message = _user_message(error, tmp_path)
+    assert message.startswith(f"{name}: format '{kind}' is not accepted (accepted: MP4/MOV")
+    assert str(clips["mp4"]) not in message
+
+
+def test_a_format_outside_the_list_is_refused(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(tmp_path / "anim.gif")
+    with pytest.raises(UnsupportedMediaError, match=r"^anim.gif: format 'gif' is not accepted"):
+        probe(tmp_path / "anim.gif")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "demuxer"),
+    [("mp4", "mov"), ("mkv", "matroska"), ("avi", "avi"), ("ts", "mpegts"), ("h264", "h264"),
+     ("png", "png_pipe"), ("jpg", "jpeg_pipe"), ("webp", "webp_pipe")],
+)  # fmt: skip
+def test_accepted_formats_decode_with_their_demuxer(
+    tmp_path: Path, clips: dict[str, Path], suffix: str, demuxer: str
+) -> None:
+    path = tmp_path / f"in.{suffix}"
+    if demuxer.endswith("_pipe"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    else:
+        _ffmpeg("-i", str(clips["mp4"]), "-t", "1", "-c:v", "libx264", str(path))
+    info = probe(path)
+    assert info.demuxer == demuxer
+    assert len(list(iter_frames(info, sample_fps=None))) == (1 if info.kind == "image" else 10)
+
+
+def test_errors_name_the_file_as_the_user_knows_it(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """An upload is stored as <uuid>.mp4; its errors must say the name it was uploaded as."""
+    stored = tmp_path / "55d7c0ffee0123456789abcdef012345.mp4"
+    make_truncated_copy(clips["mp4"], stored, 0.6)
+    info = probe(stored, "entrance.mp4")
+    with pytest.raises(DecodeError) as error:
+        list(iter_frames(info, sample_fps=2))
+    message = _user_message(error, tmp_path)
+    assert message.startswith("entrance.mp4: the file is truncated or corrupt (")
+    assert "55d7" not in message
+
+    notes = tmp_path / "0123456789abcdef0123456789abcdef.mp4"
+    notes.write_text("meeting notes\n")
+    with pytest.raises(DecodeError) as error:
+        probe(notes, "entrance.mp4")
+    assert _user_message(error, tmp_path).startswith("entrance.mp4: not a readable video")
+    assert "0123" not in str(error.value)
 
 
 def test_input_errors_are_input_errors() -> None:
@@ -462,6 +587,22 @@ def test_breaking_out_early_leaves_no_ffmpeg_process(clips: dict[str, Path]) -> 
     next(frames)
     frames.close()
     assert _ffmpeg_children() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_ffmpeg_is_a_fault_not_bad_input(clips: dict[str, Path]) -> None:
+    info = probe(clips["mp4"])
+    frames = iter_frames(info, sample_fps=None)
+    next(frames)
+    (pid,) = _ffmpeg_children()
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer does
+    with pytest.raises(DecoderKilled, match=r"^clip.mp4: ffmpeg was killed by SIGKILL$") as error:
+        list(frames)
+    assert not isinstance(error.value, InputError), "a fault must be retried, not failed"
+    assert _ffmpeg_children() == []
+
+    # The same file still decodes in full: the file was never the problem.
+    assert len(list(iter_frames(info, sample_fps=None))) == 80
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

@@ -201,3 +201,27 @@ def test_list_jobs_sql_looking_filter_matches_nothing(session: Session, make_job
 def test_list_jobs_rejects_bad_paging(session: Session, offset: int, limit: int) -> None:
     with pytest.raises(ValueError):
         list_jobs(session, offset=offset, limit=limit)
+
+
+def test_frames_done_never_exceeds_frames_total(make_job: MakeJob, session: Session) -> None:
+    """The total is the header's estimate; a file holding more frames raises it."""
+    job = make_job(status=JobStatus.QUEUED)
+    mark_running(session, job, frames_total=40)
+    add_progress(session, job.id, 30)
+    session.refresh(job)
+    assert (job.frames_done, job.frames_total) == (30, 40)
+    add_progress(session, job.id, 25)
+    session.refresh(job)
+    assert (job.frames_done, job.frames_total) == (55, 55)
+    # Finished, the total is what was analysed, whichever way the estimate was off.
+    mark_succeeded(session, job, frames_total=55)
+    assert (job.frames_done, job.frames_total) == (55, 55)
+
+
+def test_an_unknown_total_stays_unknown(make_job: MakeJob, session: Session) -> None:
+    job = make_job(status=JobStatus.QUEUED)
+    mark_running(session, job, frames_total=None)
+    assert job.frames_total is None
+    add_progress(session, job.id, 5)
+    session.refresh(job)
+    assert (job.frames_done, job.frames_total) == (5, None)

@@ -26,6 +26,6 @@ def check_analysable(info: MediaInfo, settings: AnalysisSettings) -> None:
     width, height = output_size(info, settings.max_frame_side)
     if min(width, height) * settings.upscale < settings.min_face_size:
         raise InputError(
-            f"{info.path.name}: {info.width}x{info.height} px is too small to hold a face "
+            f"{info.name}: {info.width}x{info.height} px is too small to hold a face "
             f"of the detector's minimum size ({settings.min_face_size} px)"
         )

@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from worker.pipeline.errors import DecodeError, InputError, UnsupportedMediaError
+from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,69 @@ _DATA_LOSS_MARKERS = (
     "end of file",
 )
 _LOG_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+_INVALID_SIZE = re.compile(r"Picture size (?P<width>\d+)x(?P<height>\d+) is invalid")
+_REFUSED_FORMAT = re.compile(r"^\[(?P<demuxer>[\w-]+) @ ?0x[0-9a-f]+\] Format not on whitelist")
+
+# The demuxers MaskWatch reads, by ffmpeg's short name (the first of the names ffprobe reports
+# as format_name). Each reads only the bytes of the one file it is given: playlists (hls,
+# dash), concat lists, image sequences (image2) and every other demuxer that opens further
+# files or URLs are refused, whatever the file is called. mov follows external data
+# references only with enable_drefs, which is off by default.
+ACCEPTED_DEMUXERS = (
+    "mov",  # MP4, MOV, M4V, 3GP
+    "matroska",  # MKV, WebM
+    "avi",
+    "mpegts",  # TS, MTS
+    "mpeg",  # MPEG-PS (.mpg)
+    "flv",
+    "asf",  # WMV
+    "h264",  # raw H.264 stream
+    "hevc",  # raw H.265 stream
+    "jpeg_pipe",
+    "png_pipe",
+    "bmp_pipe",
+    "webp_pipe",
+    "tiff_pipe",
+)
+ACCEPTED_FORMATS_TEXT = (
+    "MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, raw H.264/H.265 video; "
+    "JPEG, PNG, BMP, WebP, TIFF images"
+)
+_STILL_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg_pipe"),
+    (b"\x89PNG\r\n\x1a\n", "png_pipe"),
+    (b"II*\x00", "tiff_pipe"),
+    (b"MM\x00*", "tiff_pipe"),
+    (b"BM", "bmp_pipe"),
+)
+_EXIF_ORIENTATION = 0x0112
+_PILLOW_FORMATS = {"jpeg_pipe": "JPEG", "png_pipe": "PNG", "webp_pipe": "WEBP", "tiff_pipe": "TIFF"}
+# ffmpeg filters that turn a still stored with EXIF Orientation N upright (as Pillow's
+# ImageOps.exif_transpose does); transpose=0 is the main diagonal, 3 the other one.
+_ORIENTATION_FILTERS = {
+    1: "",
+    2: "hflip",
+    3: "hflip,vflip",
+    4: "vflip",
+    5: "transpose=0",
+    6: "transpose=1",
+    7: "transpose=3",
+    8: "transpose=2",
+}
+# Input options for every ffprobe and ffmpeg run: only demuxers from the list above, and only
+# the file protocol, so that no input can make ffmpeg read anything but the uploaded file.
+_RESTRICTED_INPUT = [
+    "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS)
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class MediaInfo:
     """What ``probe`` learnt about one input file.
 
-    ``width`` and ``height`` are the decoded frame size as displayed, i.e. after the stream's
-    rotation metadata is applied (ffmpeg auto-rotates when decoding).
+    ``width`` and ``height`` are the decoded frame size as displayed: after a video stream's
+    rotation matrix (ffmpeg auto-rotates when decoding) or a still's EXIF orientation
+    (applied by the decode's own filters) is applied.
     """
 
     path: Path
@@ -67,8 +123,16 @@ class MediaInfo:
     duration_s: float | None  # None for images
     start_s: float  # the video stream's first timestamp in the file's clock, 0 if absent
     codec: str
+    demuxer: str  # ffmpeg's name for the container format, one of ACCEPTED_DEMUXERS (``-f``)
     stream_index: int = 0  # the decoded stream (cover art and other streams are skipped)
     container_start_s: float = 0.0  # the file's start time, which ffmpeg's -ss is relative to
+    orientation: int = 1  # a still's EXIF Orientation (1-8; 1 = stored upright)
+    display_name: str = ""  # what errors call the file (the user's name for it); "" = path.name
+
+    @property
+    def name(self) -> str:
+        """The file's name for users: the name it was uploaded under, never a server path."""
+        return self.display_name or self.path.name
 
 
 @dataclass(frozen=True)
@@ -83,12 +147,21 @@ class Frame:
 # --------------------------------------------------------------------------- probe
 
 
-def build_probe_args(path: Path) -> list[str]:
-    """The ffprobe argv that describes ``path``'s format and streams as JSON."""
+def build_probe_args(path: Path, demuxer: str | None = None) -> list[str]:
+    """The ffprobe argv that describes ``path``'s format and streams as JSON.
+
+    Only ``ACCEPTED_DEMUXERS`` may open it: any other format fails before its demuxer reads
+    a byte past the probe, so a playlist never gets to open the files it names. ``demuxer``
+    skips ffprobe's guess (which weighs the file's name) for a still recognised by its
+    signature.
+    """
+    forced = [] if demuxer is None else ["-f", demuxer]
     return [
         "ffprobe",
         "-v",
         "error",
+        *_RESTRICTED_INPUT,
+        *forced,
         "-show_format",
         "-show_streams",
         "-of",
@@ -97,12 +170,15 @@ def build_probe_args(path: Path) -> list[str]:
     ]
 
 
-def build_packet_count_args(path: Path, stream_index: int) -> list[str]:
+def build_packet_count_args(path: Path, demuxer: str, stream_index: int) -> list[str]:
     """The ffprobe argv that counts one stream's packets (demux only, no decoding)."""
     return [
         "ffprobe",
         "-v",
         "error",
+        *_RESTRICTED_INPUT,
+        "-f",
+        demuxer,
         "-select_streams",
         str(stream_index),
         "-count_packets",
@@ -114,8 +190,11 @@ def build_packet_count_args(path: Path, stream_index: int) -> list[str]:
     ]
 
 
-def probe(path: Path) -> MediaInfo:
+def probe(path: Path, display_name: str | None = None) -> MediaInfo:
     """Describe a video or image file, rejecting what cannot be analysed.
+
+    Errors, here and when its frames are decoded, name the file ``display_name`` (the name
+    the user knows: an upload is stored under a generated one), else its base name.
 
     Raises:
         InputError: the file is missing, a directory or empty.
@@ -123,7 +202,7 @@ def probe(path: Path) -> MediaInfo:
         UnsupportedMediaError: no video stream, no frames, or an absurd frame size.
         TimeoutError: ffprobe took longer than ``PROBE_TIMEOUT_S``.
     """
-    name = path.name
+    name = display_name or path.name
     if not path.exists():
         raise InputError(f"{name}: file not found")
     if path.is_dir():
@@ -131,13 +210,23 @@ def probe(path: Path) -> MediaInfo:
     if path.stat().st_size == 0:
         raise InputError(f"{name}: file is empty (0 bytes)")
 
-    rc, out, err = _run(build_probe_args(path), PROBE_TIMEOUT_S, what=f"{name}: probing")
+    probe_args = build_probe_args(path, _still_demuxer(path))
+    rc, out, err = _run(probe_args, PROBE_TIMEOUT_S, what=f"{name}: probing")
+    _raise_if_killed(name, "ffprobe", rc)
     if rc != 0:
-        reason = _short_reason(err.splitlines(), path)
+        for line in err.splitlines():
+            refused = _REFUSED_FORMAT.match(line)
+            if refused:
+                raise UnsupportedMediaError(_not_accepted(name, refused["demuxer"]))
+        reason = _short_reason(err.splitlines(), path, name)
         raise DecodeError(f"{name}: not a readable video or image file ({reason})")
     report: dict[str, Any] = json.loads(out or "{}")
     fmt: dict[str, Any] = report.get("format", {})
     streams: list[dict[str, Any]] = report.get("streams", [])
+    # ffprobe was told the same list; checked again here so that the list has one meaning.
+    demuxer = str(fmt.get("format_name") or "unknown").split(",")[0]
+    if demuxer not in ACCEPTED_DEMUXERS:
+        raise UnsupportedMediaError(_not_accepted(name, demuxer))
 
     stream = _pick_video_stream(streams)
     if stream is None:
@@ -146,6 +235,12 @@ def probe(path: Path) -> MediaInfo:
         raise UnsupportedMediaError(f"{name}: contains no video stream")
 
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if not (width and height):
+        # A decoder refuses a frame too large for it and leaves the size 0x0: the size is
+        # in its complaint ("Picture size 20000x20000 is invalid").
+        refused = _INVALID_SIZE.search(err)
+        if refused:
+            width, height = int(refused["width"]), int(refused["height"])
     if _rotation_deg(stream) % 180 == 90:
         width, height = height, width
     codec = str(stream.get("codec_name") or "unknown")
@@ -153,6 +248,9 @@ def probe(path: Path) -> MediaInfo:
     duration_s = _positive_float(stream.get("duration")) or _positive_float(fmt.get("duration"))
     if _looks_like_image(fmt, stream, duration_s):
         _check_size(name, width, height)
+        orientation = _exif_orientation(path, demuxer)
+        if orientation >= 5:  # turned by a quarter: the displayed sides swap
+            width, height = height, width
         return MediaInfo(
             path=path,
             kind="image",
@@ -162,13 +260,16 @@ def probe(path: Path) -> MediaInfo:
             duration_s=None,
             start_s=0.0,
             codec=codec,
+            demuxer=demuxer,
             stream_index=stream_index,
+            orientation=orientation,
+            display_name=name,
         )
 
     frames = None
     if duration_s is None:
         # Some containers (raw streams, live recordings) carry no duration: count the frames.
-        frames = _count_packets(path, stream_index)
+        frames = _count_packets(path, name, demuxer, stream_index)
         if frames == 0:
             raise UnsupportedMediaError(f"{name}: the video stream contains no frames")
     _check_size(name, width, height)
@@ -186,9 +287,52 @@ def probe(path: Path) -> MediaInfo:
         duration_s=duration_s,
         start_s=_float_or_zero(stream.get("start_time")),
         codec=codec,
+        demuxer=demuxer,
         stream_index=stream_index,
         container_start_s=_float_or_zero(fmt.get("start_time")),
+        display_name=name,
     )
+
+
+def _still_demuxer(path: Path) -> str | None:
+    """The *_pipe demuxer of a still, told by its first bytes; None for anything else.
+
+    Left to itself, ffprobe may pick ``image2`` for a JPEG named .jpg (it trusts the name
+    when the content probe is unsure, e.g. behind a large EXIF block). image2 reads image
+    sequences, i.e. other files, so it is not accepted: stills get their own demuxer.
+    """
+    with path.open("rb") as file:
+        head = file.read(12)
+    for signature, demuxer in _STILL_SIGNATURES:
+        if head.startswith(signature):
+            return demuxer
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp_pipe"
+    return None
+
+
+def _exif_orientation(path: Path, demuxer: str) -> int:
+    """A still's EXIF Orientation tag (1-8), 1 when it has none or it cannot be read.
+
+    ffmpeg 5 ignores the tag (newer versions rotate some formats): the decode turns the
+    frame itself, so every still comes out upright whatever the ffmpeg version.
+    """
+    pillow_format = _PILLOW_FORMATS.get(demuxer)
+    if pillow_format is None:
+        return 1
+    from PIL import Image  # only for stills
+
+    try:
+        with Image.open(path, formats=[pillow_format]) as image:
+            value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception as exc:  # a damaged EXIF block is ffmpeg's to judge, not ours
+        logger.info("%s: EXIF orientation unreadable (%s); taken as upright", path.name, exc)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _not_accepted(name: str, demuxer: str) -> str:
+    return f"{name}: format {demuxer!r} is not accepted (accepted: {ACCEPTED_FORMATS_TEXT})"
 
 
 def _pick_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -266,13 +410,16 @@ def _float_or_zero(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _count_packets(path: Path, stream_index: int) -> int:
+def _count_packets(path: Path, name: str, demuxer: str, stream_index: int) -> int:
     rc, out, err = _run(
-        build_packet_count_args(path, stream_index), PROBE_TIMEOUT_S, what=f"{path.name}: probing"
+        build_packet_count_args(path, demuxer, stream_index),
+        PROBE_TIMEOUT_S,
+        what=f"{name}: probing",
     )
+    _raise_if_killed(name, "ffprobe", rc)
     if rc != 0:
-        reason = _short_reason(err.splitlines(), path)
-        raise DecodeError(f"{path.name}: not a readable video file ({reason})")
+        reason = _short_reason(err.splitlines(), path, name)
+        raise DecodeError(f"{name}: not a readable video file ({reason})")
     digits = out.strip().split("\n")[0].strip(" ,")
     return int(digits) if digits.isdigit() else 0
 
@@ -311,7 +458,7 @@ def _frame_range(
     info: MediaInfo, sample_fps: float | None, start_s: float, end_s: float | None
 ) -> _Range:
     if info.fps is None:
-        raise ValueError(f"{info.path.name}: a video needs a frame rate")
+        raise ValueError(f"{info.name}: a video needs a frame rate")
     _check_range(sample_fps, start_s, end_s)
     fps = _fps_fraction(info.fps)
     first = _first_frame_at_or_after(start_s, fps)
@@ -456,6 +603,9 @@ def build_decode_args(
 
     ``-fps_mode passthrough`` stops ffmpeg from duplicating frames to restore a constant
     rate. Needs ffmpeg >= 5.1. Images: one frame, no timestamps output.
+
+    The input is read with the demuxer probing found (``-f``), under the same demuxer and
+    protocol allow-lists as the probe: the file cannot switch to another demuxer later.
     """
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
     width, height = output_size(info, max_side)
@@ -463,11 +613,16 @@ def build_decode_args(
     scale = f",scale={width}:{height}:flags=area" if scaled else ""
     stream = f"0:{info.stream_index}"
     rgb_output = ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    source = [*_RESTRICTED_INPUT, "-f", info.demuxer, "-i", _input_url(info.path)]
     if info.kind == "image":
         _check_range(sample_fps, start_s, end_s)
-        args += ["-i", _input_url(info.path), "-map", stream]
-        if scale:
-            args += ["-vf", scale[1:]]
+        # Turned by our own filter (before scaling, which is in displayed sides), never by
+        # ffmpeg's autorotation: one rotation whatever the ffmpeg version does.
+        upright = _ORIENTATION_FILTERS[info.orientation]
+        filters = ",".join(f for f in (upright, scale[1:]) if f)
+        args += ["-noautorotate", *source, "-map", stream]
+        if filters:
+            args += ["-vf", filters]
         return args + ["-frames:v", "1"] + rgb_output
 
     frames = _frame_range(info, sample_fps, start_s, end_s)
@@ -481,7 +636,7 @@ def build_decode_args(
         stream_offset_s = max(0.0, info.start_s - info.container_start_s)
         end_at_s = stream_offset_s + float((frames.stop - Fraction(1, 2)) / fps)
         args += ["-t", f"{max(0.0, end_at_s - seek_s):.6f}"]
-    args += ["-i", _input_url(info.path)]
+    args += source
     passthrough = ["-fps_mode", "passthrough", "-flush_packets", "1"]
     args += ["-map", stream, "-vf", f"select='{_select_expr(info, frames, keep_preroll=True)}'"]
     args += passthrough + ["-enc_time_base", "-1", "-c:v", "wrapped_avframe"]
@@ -563,7 +718,7 @@ def iter_frames(
                 pts_fd=pts_fd if pts_fd is not None else 3,
             )
 
-        run = _FfmpegRun(args_for, info.path, with_pts=True, deadline=deadline, timeout_s=timeout_s)
+        run = _FfmpegRun(args_for, info, with_pts=True, deadline=deadline, timeout_s=timeout_s)
         try:
             image = run.read_frame(width, height)
             pts_time = run.next_time()  # the first frame decoded after the seek
@@ -573,7 +728,7 @@ def iter_frames(
             if _seek_s(info, frames, preroll_s) > 0 and _overshot(info, frames, first_seen):
                 logger.info(
                     "%s: seeking to frame %d landed at frame %s; seeking %g s further back",
-                    info.path.name,
+                    info.name,
                     frames.first,
                     first_seen,
                     _PREROLL_STEPS_S[attempt + 1],
@@ -584,7 +739,7 @@ def iter_frames(
                     pts_time = run.next_time()  # a pre-roll frame: not in the pixel output
                 if pts_time is None:
                     run.finish()
-                    raise RuntimeError(f"{info.path.name}: ffmpeg gave a frame without a pts")
+                    raise RuntimeError(f"{info.name}: ffmpeg gave a frame without a pts")
                 index = index_of(pts_time)
                 yield Frame(frame_index=index, timestamp_s=float(index / fps), image=image)
                 image = run.read_frame(width, height)
@@ -617,14 +772,14 @@ def _decode_image(
     def args_for(_pts_fd: int | None) -> list[str]:
         return build_decode_args(info, sample_fps=None, max_side=max_side)
 
-    run = _FfmpegRun(args_for, info.path, with_pts=False, deadline=deadline, timeout_s=timeout_s)
+    run = _FfmpegRun(args_for, info, with_pts=False, deadline=deadline, timeout_s=timeout_s)
     try:
         image = run.read_frame(width, height)
         run.finish()
     finally:
         run.close()
     if image is None:
-        raise DecodeError(f"{info.path.name}: no image could be decoded from the file")
+        raise DecodeError(f"{info.name}: no image could be decoded from the file")
     return Frame(frame_index=0, timestamp_s=0.0, image=image)
 
 
@@ -634,13 +789,14 @@ class _FfmpegRun:
     def __init__(
         self,
         args_for: Callable[[int | None], list[str]],
-        path: Path,
+        info: MediaInfo,
         *,
         with_pts: bool,
         deadline: float | None,
         timeout_s: float | None,
     ) -> None:
-        self.path = path
+        self.path = info.path
+        self.name = info.name
         self.partial = False
         pts_read, pts_write = os.pipe() if with_pts else (None, None)
         args = args_for(pts_write)
@@ -667,7 +823,7 @@ class _FfmpegRun:
         self.times = None if pts_read is None else _FrameTimes(pts_read)
         self.stderr = _StderrTail(self.proc.stderr)
         self.watchdog = _Watchdog(
-            self.proc, deadline, f"{path.name}: decoding took longer than {timeout_s or 0:g} s"
+            self.proc, deadline, f"{self.name}: decoding took longer than {timeout_s or 0:g} s"
         )
 
     def read_frame(self, width: int, height: int) -> np.ndarray | None:
@@ -693,7 +849,7 @@ class _FfmpegRun:
             rc = -1
         self.stderr.join()
         self.watchdog.check()
-        _raise_on_failure(self.path, rc, self.partial, list(self.stderr.lines))
+        _raise_on_failure(self.path, self.name, rc, self.partial, list(self.stderr.lines))
 
     def close(self) -> None:
         self.watchdog.cancel()
@@ -703,17 +859,31 @@ class _FfmpegRun:
             self.times.close()
 
 
-def _raise_on_failure(path: Path, rc: int, partial: bool, stderr_lines: list[str]) -> None:
-    name = path.name
+def _raise_if_killed(name: str, program: str, rc: int) -> None:
+    """A negative status is the signal that ended the process (Popen's convention)."""
+    if rc < 0:
+        try:
+            signal_name = signal.Signals(-rc).name
+        except ValueError:
+            signal_name = f"signal {-rc}"
+        raise DecoderKilled(f"{name}: {program} was killed by {signal_name}")
+
+
+def _raise_on_failure(
+    path: Path, name: str, rc: int, partial: bool, stderr_lines: list[str]
+) -> None:
+    _raise_if_killed(name, "ffmpeg", rc)
     if rc != 0:
-        reason = _short_reason(stderr_lines, path) or f"ffmpeg exit status {rc}"
+        reason = _short_reason(stderr_lines, path, name) or f"ffmpeg exit status {rc}"
         raise DecodeError(f"{name}: could not be decoded ({reason})")
     lost = [line for line in stderr_lines if any(m in line.lower() for m in _DATA_LOSS_MARKERS)]
     if partial or lost:
-        reason = _short_reason(lost, path) or "the stream ended in the middle of a frame"
+        reason = _short_reason(lost, path, name) or "the stream ended in the middle of a frame"
         raise DecodeError(f"{name}: the file is truncated or corrupt ({reason})")
     for line in stderr_lines:
-        logger.warning("ffmpeg reported while decoding %s: %s", name, _clean_line(line, path))
+        logger.warning(
+            "ffmpeg reported while decoding %s: %s", name, _clean_line(line, path, name)
+        )
 
 
 def _read_into(stream: IO[bytes], buffer: memoryview) -> int:
@@ -871,23 +1041,25 @@ def _run(args: list[str], timeout_s: float, *, what: str) -> tuple[int, str, str
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def _clean_line(line: str, path: Path) -> str:
-    """An ffmpeg log line without its ``[demuxer @ 0x...]`` prefix or any server path."""
+def _clean_line(line: str, path: Path, name: str) -> str:
+    """An ffmpeg log line without its ``[demuxer @ 0x...]`` prefix, any server path or
+    stored name replaced by ``name``."""
     line = _LOG_PREFIX.sub("", line.strip())
     for spelled in sorted(
-        {_input_url(path), str(path.absolute()), str(path), str(path.resolve())}, key=len
+        {_input_url(path), str(path.absolute()), str(path), str(path.resolve()), path.name},
+        key=len,
     )[::-1]:
-        line = line.replace(spelled, path.name)
+        line = line.replace(spelled, name)
     return line
 
 
-def _short_reason(lines: list[str], path: Path, limit: int = 3) -> str:
+def _short_reason(lines: list[str], path: Path, name: str, limit: int = 3) -> str:
     """A few distinct, path-free ffmpeg messages joined for a user-facing error."""
     reasons: list[str] = []
     for line in lines:
-        cleaned = _clean_line(line, path)
-        if cleaned.startswith(f"{path.name}: "):
-            cleaned = cleaned[len(path.name) + 2 :]
+        cleaned = _clean_line(line, path, name)
+        if cleaned.startswith(f"{name}: "):
+            cleaned = cleaned[len(name) + 2 :]
         if cleaned and cleaned not in reasons and cleaned != "Conversion failed!":
             reasons.append(cleaned)
     text = "; ".join(reasons[:limit])

@@ -1,4 +1,4 @@
-"""Errors for input that is bad in itself and must never be retried."""
+"""Pipeline errors: bad input, which is never retried, and decoder faults, which are."""
 
 
 class InputError(Exception):
@@ -15,3 +15,12 @@ class UnsupportedMediaError(InputError):
 
 class DecodeError(InputError):
     """The file could not be decoded: not media at all, truncated or corrupt."""
+
+
+class DecoderKilled(Exception):
+    """ffmpeg or ffprobe died by a signal (the OOM killer, an operator): a fault of the
+    machine, not a property of the file, so the work is retried like any transient fault.
+
+    Only ffmpeg's own verdict on the data (an exit status, an error it printed) is an
+    InputError.
+    """

@@ -1,0 +1,81 @@
+"""An ffmpeg killed in the middle of a segment is a fault: the segment is retried, the job
+ends with the counts of an undisturbed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import JobStatus, SegmentStatus
+from storage.repositories import reports as report_repo
+from tests.distributed.dist_support import (
+    BATCH_FRAMES,
+    WorkerFleet,
+    child_pids,
+    create_job,
+    frame_rows,
+    segment_rows,
+    wait_finished,
+)
+from tests.polling import wait_for
+from worker.dispatch import enqueue_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SAMPLE_FPS = 3.0  # 12 frames per 4 s segment: ffmpeg is still running after the first batch
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+) -> None:
+    job_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(job_id, celery=celery_client)
+
+    def decoding_ffmpeg() -> int | None:
+        for segment in segment_rows(session_factory, job_id):
+            if segment.status is not SegmentStatus.RUNNING or segment.worker is None:
+                continue
+            if segment.frames_done < BATCH_FRAMES:
+                continue
+            pool_pid = int(segment.worker.rsplit(":", 1)[1])
+            for pid in child_pids(pool_pid):
+                if _command(pid) == "ffmpeg":
+                    return pid
+        return None
+
+    ffmpeg_pid = wait_for(decoding_ffmpeg, 60, "an ffmpeg mid-segment", interval_s=0.05)
+    os.kill(ffmpeg_pid, signal.SIGKILL)  # as the OOM killer does
+
+    job = wait_finished(session_factory, job_id, timeout_s=120)
+    assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
+    rows = frame_rows(session_factory, job_id)
+    indices = [row[0] for row in rows]
+    assert len(indices) == len(set(indices)), "a frame was stored twice"
+    assert len(rows) == job.frames_total == job.frames_done == 60
+    assert "ffmpeg was killed by SIGKILL" in cluster.logs(tail_chars=1_000_000)
+    assert "retry" in cluster.logs(tail_chars=1_000_000).lower()
+
+    reference_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(reference_id, celery=celery_client)
+    reference = wait_finished(session_factory, reference_id, timeout_s=90)
+    assert reference.status is JobStatus.SUCCEEDED
+    assert rows == frame_rows(session_factory, reference_id)
+    with session_factory() as session:
+        assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
+            session, reference_id
+        )
