@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     segment_batch_frames: int = Field(
         25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
     )
+    # What one upload may cost; see docs/deployment.md, "Limits".
+    max_job_duration_s: float = Field(
+        86_400.0, gt=0, description="most footage one job may analyse, counted from the "
+        "frames it holds (gaps between timestamps are free), at its sample rate",
+    )
+    max_job_segments: int = Field(
+        5000, ge=1, description="most segments one job may split into (messages, rows)"
+    )
+    fair_share: bool = Field(
+        True, description="a site's segments wait behind other sites' by its backlog; "
+        "false: one first-come-first-served queue",
+    )
 
     @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
     @classmethod

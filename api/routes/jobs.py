@@ -31,6 +31,7 @@ from worker.pipeline.config import (
 )
 from worker.pipeline.decode import MediaInfo, probe
 from worker.pipeline.errors import InputError
+from worker.planning import WorkLimits, plan_work
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +126,13 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
 
 
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
-    """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable."""
+    """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable
+    or when it holds more work than a job may (the worker checks again when planning)."""
     try:
         info = probe(upload.path)
-        check_analysable(info, analysis_settings(svc.settings))
+        settings = analysis_settings(svc.settings)
+        check_analysable(info, settings)
+        plan_work(info, settings, WorkLimits.from_settings(svc.settings))
     except (InputError, TimeoutError) as exc:
         raise media_error(exc, upload) from exc
     return info
