@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         True, description="a site's segments wait behind other sites' by its backlog; "
         "false: one first-come-first-served queue",
     )
+    upload_retention_days: float | None = Field(
+        None, gt=0, description="delete the uploads of jobs finished this many days ago "
+        "(their statistics stay); null keeps them for ever",
+    )
+    retention_interval_s: float = Field(
+        3600.0, gt=0, description="how often the workers apply upload_retention_days"
+    )
+
+    @field_validator("upload_retention_days", mode="before")
+    @classmethod
+    def _null_days(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in NULLS:
+            return None
+        return value
 
     @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
     @classmethod
