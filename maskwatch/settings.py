@@ -90,6 +90,32 @@ class Settings(BaseSettings):
     segment_batch_frames: int = Field(
         25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
     )
+    # What one upload may cost; see docs/deployment.md, "Limits".
+    max_job_duration_s: float = Field(
+        86_400.0, gt=0, description="most footage one job may analyse, counted from the "
+        "frames it holds (gaps between timestamps are free), at its sample rate",
+    )
+    max_job_segments: int = Field(
+        5000, ge=1, description="most segments one job may split into (messages, rows)"
+    )
+    fair_share: bool = Field(
+        True, description="a site's segments wait behind other sites' by its backlog; "
+        "false: one first-come-first-served queue",
+    )
+    upload_retention_days: float | None = Field(
+        None, gt=0, description="delete the uploads of jobs finished this many days ago "
+        "(their statistics stay); null keeps them for ever",
+    )
+    retention_interval_s: float = Field(
+        3600.0, gt=0, description="how often the workers apply upload_retention_days"
+    )
+
+    @field_validator("upload_retention_days", mode="before")
+    @classmethod
+    def _null_days(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in NULLS:
+            return None
+        return value
 
     def analysis(self, **overrides: object) -> AnalysisSettings:
         """The analysis settings these settings give, with ``overrides`` (None: not

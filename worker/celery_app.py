@@ -9,6 +9,10 @@ from celery import Celery
 from maskwatch.settings import Settings, get_settings
 
 DEFAULT_QUEUE = "analysis"
+# Redis keeps a list per message priority, "<queue><sep><band>" (band 0 is the queue's own
+# name) and serves band 0 first: worker.dispatch bands segments to share workers by site.
+PRIORITY_STEPS = list(range(10))
+PRIORITY_SEP = "\x06\x16"  # kombu's Redis default, spelled out for worker.dispatch
 HARD_LIMIT_GRACE_S = 60  # the hard time limit kills the process this long after the soft one
 
 
@@ -19,7 +23,11 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_retry_on_startup=True,
         # Redis hands an unacknowledged message to another worker after this long, so it
         # must exceed the longest task (see Settings' validator).
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": PRIORITY_STEPS,
+            "sep": PRIORITY_SEP,
+        },
         task_default_queue=DEFAULT_QUEUE,
         task_serializer="json",
         accept_content=["json"],

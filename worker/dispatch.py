@@ -16,7 +16,7 @@ from maskwatch.settings import Settings
 from storage.models import Job, JobStatus, utcnow
 from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
-from worker.celery_app import app
+from worker.celery_app import DEFAULT_QUEUE, PRIORITY_SEP, PRIORITY_STEPS, app
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,19 @@ EPOCH_KEY = "maskwatch:broker-epoch"
 SWEEP_LOCK_KEY = "maskwatch:stalled-sweep"
 RESENT_KEY = "maskwatch:resent:{job_id}:{segment_index}"
 
+# Fair sharing between sites: Redis keeps one list per priority band (celery_app sets the
+# transport's priority_steps to these), and a worker takes from band 0 first. A segment's
+# band grows with the number of its site's segments queued ahead of it: 0 for the first,
+# 1 for the next two, 2 for the next four... A site with a backlog of hundreds thus waits
+# behind the first segments of a site that has none, instead of before all of them.
+PRIORITY_BANDS = len(PRIORITY_STEPS)
+START_PRIORITY = 0  # planning is quick, and tells the scheduler what a job holds
+
+
+def fair_band(position: int) -> int:
+    """The priority band of a segment with ``position`` of its site's segments before it."""
+    return min(PRIORITY_BANDS - 1, (position + 1).bit_length() - 1)
+
 
 def enqueue_job(job_id: str, *, celery: Celery | None = None) -> None:
     """Ask a worker to plan the job and start its segments (the job must be committed).
@@ -41,18 +54,49 @@ def enqueue_job(job_id: str, *, celery: Celery | None = None) -> None:
     Raises:
         kombu.exceptions.OperationalError: the broker cannot be reached.
     """
-    (celery or app).send_task(START_JOB, args=[job_id])
+    (celery or app).send_task(START_JOB, args=[job_id], priority=START_PRIORITY)
 
 
 def enqueue_segments(
-    job_id: str, segment_indices: Iterable[int], *, celery: Celery | None = None
+    job_id: str,
+    segment_indices: Iterable[int],
+    *,
+    site_backlog: int = 0,
+    fair: bool = True,
+    celery: Celery | None = None,
 ) -> int:
-    """Send one process_segment message per segment; returns how many were sent."""
+    """Send one process_segment message per segment; returns how many were sent.
+
+    Args:
+        site_backlog: segments of the job's site already waiting (``fair_band``).
+        fair: False sends every segment in band 0: one first-come-first-served queue.
+    """
     sent = 0
     for index in segment_indices:
-        (celery or app).send_task(PROCESS_SEGMENT, args=[job_id, index])
+        priority = fair_band(site_backlog + sent) if fair else 0
+        (celery or app).send_task(PROCESS_SEGMENT, args=[job_id, index], priority=priority)
         sent += 1
     return sent
+
+
+def send_again(
+    refs: Sequence[segment_repo.SegmentRef], *, fair: bool = True, celery: Celery | None = None
+) -> None:
+    """Send segments again, each site's in the order given, banded among themselves."""
+    positions: dict[str, int] = {}
+    for ref in refs:
+        position = positions.get(ref.site, 0)
+        positions[ref.site] = position + 1
+        priority = fair_band(position) if fair else 0
+        (celery or app).send_task(
+            PROCESS_SEGMENT, args=[ref.job_id, ref.segment_index], priority=priority
+        )
+
+
+def queued_messages(client: redis.Redis, queue: str = DEFAULT_QUEUE) -> int:
+    """Messages waiting in the broker's ``queue``, all priority bands together."""
+    keys = [queue] + [f"{queue}{PRIORITY_SEP}{band}" for band in range(1, PRIORITY_BANDS)]
+    return sum(int(client.llen(key)) for key in keys)
 
 
 def cancel_job(session: Session, job: Job) -> None:
@@ -80,7 +124,11 @@ class Requeued:
 
 
 def requeue(
-    session: Session, job_ids: Sequence[str] | None = None, *, celery: Celery | None = None
+    session: Session,
+    job_ids: Sequence[str] | None = None,
+    *,
+    fair: bool = True,
+    celery: Celery | None = None,
 ) -> Requeued:
     """Send again the start of queued jobs and the unfinished segments of running ones.
 
@@ -103,8 +151,7 @@ def requeue(
                 segments.extend(segment_repo.unfinished_segments(session, job_id))
     for job_id in queued:
         enqueue_job(job_id, celery=celery)
-    for ref in segments:
-        (celery or app).send_task(PROCESS_SEGMENT, args=[ref.job_id, ref.segment_index])
+    send_again(segments, fair=fair, celery=celery)
     return Requeued(jobs=queued, segments=segments)
 
 
@@ -131,7 +178,7 @@ def recover(settings: Settings) -> Requeued:
         with make_session_factory(engine)() as session:
             if client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True):
                 try:
-                    found = requeue(session)
+                    found = requeue(session, fair=settings.fair_share)
                 except BaseException:
                     client.delete(EPOCH_KEY)  # let the next attempt (any worker's) redo it
                     raise
@@ -157,8 +204,7 @@ def recover(settings: Settings) -> Requeued:
                     ex=settings.stale_after_s,
                 )
             ]
-            for ref in stalled:
-                app.send_task(PROCESS_SEGMENT, args=[ref.job_id, ref.segment_index])
+            send_again(stalled, fair=settings.fair_share)
             if stalled:
                 logger.warning("sent again %d stalled segment(s)", len(stalled))
             return Requeued(segments=stalled)

@@ -122,25 +122,31 @@ def _stop_worker_process(**_: Any) -> None:
         _process.close()
 
 
-class RecoveryStep(bootsteps.StartStopStep):
-    """Re-sends work the broker lost, from the worker's main process, at start and then
-    every ``recovery_interval_s`` (see ``worker.dispatch.recover``).
+class PeriodicStep(bootsteps.StartStopStep):
+    """Runs ``work`` in the worker's main process, soon after start and then every
+    ``interval_s()`` seconds.
 
     Runs on the worker's event-loop timer, not in a thread: the main process forks
     replacement pool processes, and a fork must not happen while a thread holds a lock.
     """
 
     requires = {"celery.worker.components:Timer"}
+    what = "periodic work"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._timers: list[Any] = []
 
+    def interval_s(self) -> float:
+        raise NotImplementedError
+
+    def work(self) -> None:
+        raise NotImplementedError
+
     def start(self, parent: Any) -> None:
-        interval = get_settings().recovery_interval_s
         self._timers = [
             parent.timer.call_after(1.0, self._run),
-            parent.timer.call_repeatedly(interval, self._run),
+            parent.timer.call_repeatedly(self.interval_s(), self._run),
         ]
 
     def stop(self, parent: Any) -> None:
@@ -149,12 +155,39 @@ class RecoveryStep(bootsteps.StartStopStep):
         self._timers = []
 
     def _run(self) -> None:
+        try:
+            self.work()
+        except Exception:  # the broker or the database is down: try again next time
+            logger.warning("%s failed; will retry", self.what, exc_info=True)
+
+
+class RecoveryStep(PeriodicStep):
+    """Re-sends work the broker lost (see ``worker.dispatch.recover``)."""
+
+    what = "looking for lost work"
+
+    def interval_s(self) -> float:
+        return get_settings().recovery_interval_s
+
+    def work(self) -> None:
         from worker.dispatch import recover
 
-        try:
-            recover(get_settings())
-        except Exception:  # the broker or the database is down: try again next time
-            logger.warning("looking for lost work failed; will retry", exc_info=True)
+        recover(get_settings())
+
+
+class RetentionStep(PeriodicStep):
+    """Deletes old uploads (``worker.retention.apply_retention``; one worker per interval)."""
+
+    what = "applying upload retention"
+
+    def interval_s(self) -> float:
+        return get_settings().retention_interval_s
+
+    def work(self) -> None:
+        from worker.retention import apply_retention
+
+        apply_retention(get_settings())
 
 
 app.steps["worker"].add(RecoveryStep)
+app.steps["worker"].add(RetentionStep)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,39 +13,19 @@ from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
 from worker.jobs import Segment, SegmentOutcome, analyze_segment, check_analysable, finish_job
 from worker.pipeline.analyze import AnalysisSettings, Models
-from worker.pipeline.decode import estimate_sample_count, probe
+from worker.pipeline.decode import probe
+from worker.planning import WorkLimits, plan_work
 
 logger = logging.getLogger(__name__)
 
 # The service layer of the distributed path: worker.tasks calls these and commits, except
 # in analyze_claimed, where analyze_segment commits batch by batch.
 
-# A last part shorter than this share of segment_seconds is merged into the one before it.
-MERGE_FRACTION = 0.25
-
-
 class SegmentStopped(Exception):
     """The segment's run must stop: its job is no longer running, or another task took it."""
 
 
-def plan_ranges(duration_s: float | None, segment_seconds: float) -> list[Segment]:
-    """Split [0, duration_s) into consecutive segments of ``segment_seconds``.
-
-    The last segment is open-ended (``end_s`` None), since a probed duration is an estimate
-    and no frame may fall off the end; an unknown duration (an image) gives one segment.
-    """
-    if segment_seconds <= 0:
-        raise ValueError("segment_seconds must be > 0")
-    if duration_s is None or duration_s <= segment_seconds:
-        return [Segment(0.0, None)]
-    count = max(1, math.ceil(duration_s / segment_seconds - MERGE_FRACTION))
-    bounds = [round(i * segment_seconds, 6) for i in range(count)]
-    return [
-        Segment(start, bounds[i + 1] if i + 1 < count else None) for i, start in enumerate(bounds)
-    ]
-
-
-def plan_job(session: Session, job_id: str, segment_seconds: float) -> list[int]:
+def plan_job(session: Session, job_id: str, limits: WorkLimits) -> list[int]:
     """Probe a queued job's input, mark it running and add its segments.
 
     Returns the indices of the segments to enqueue. A job planned already (a redelivered
@@ -55,7 +34,8 @@ def plan_job(session: Session, job_id: str, segment_seconds: float) -> list[int]
 
     Raises:
         LookupError: no job has this id.
-        InputError: the input cannot be analysed; the caller fails the job with the message.
+        InputError: the input cannot be analysed, or is over the limits; the caller fails
+            the job with the message.
     """
     # The lock makes a concurrent duplicate start wait, then see the job running.
     status = segment_repo.lock_job_status(session, job_id)
@@ -69,12 +49,18 @@ def plan_job(session: Session, job_id: str, segment_seconds: float) -> list[int]
     settings = AnalysisSettings.from_dict(job.settings)
     info = probe(Path(job.input_path), job.input_name)
     check_analysable(info, settings)
-    job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
-    duration_s = info.duration_s if info.kind == "video" else None
-    ranges = plan_ranges(duration_s, segment_seconds)
-    segment_repo.create_segments(session, job_id, [(r.start_s, r.end_s) for r in ranges])
-    logger.info("job %s: %d segment(s) of %g s planned", job_id, len(ranges), segment_seconds)
-    return list(range(len(ranges)))
+    plan = plan_work(info, settings, limits, name=job.input_name)
+    job_repo.mark_running(session, job, plan.samples)
+    segment_repo.create_segments(session, job_id, [(r.start_s, r.end_s) for r in plan.segments])
+    logger.info(
+        "job %s: %d segment(s), %d frame(s) to analyse", job_id, len(plan.segments), plan.samples
+    )
+    return list(range(len(plan.segments)))
+
+
+def site_backlog(session: Session, job_id: str) -> int:
+    """Segments of the job's site waiting before its own (see worker.dispatch.fair_band)."""
+    return segment_repo.site_backlog(session, job_id)
 
 
 def fail_job(session: Session, job_id: str, reason: str) -> bool:

@@ -19,6 +19,7 @@ from worker.dispatch import enqueue_segments
 from worker.jobs import failure_reason
 from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.errors import DecoderKilled, InputError
+from worker.planning import WorkLimits
 from worker.process import worker_process
 
 logger = logging.getLogger(__name__)
@@ -98,8 +99,11 @@ def start_job(self: AnalysisTask, job_id: str) -> None:
     process = worker_process()
     with process.session_factory() as session:
         try:
-            indices = segments.plan_job(session, job_id, process.settings.segment_seconds)
+            indices = segments.plan_job(
+                session, job_id, WorkLimits.from_settings(process.settings)
+            )
             session.commit()
+            backlog = segments.site_backlog(session, job_id) if indices else 0
         except InputError as exc:
             session.rollback()
             logger.info("job %s failed on its input: %s", job_id, exc)
@@ -112,7 +116,9 @@ def start_job(self: AnalysisTask, job_id: str) -> None:
     # After the commit: a segment task must find its row. A crash before every message is
     # out is repaired by the redelivered start, which re-sends the pending segments.
     try:
-        enqueue_segments(job_id, indices)
+        enqueue_segments(
+            job_id, indices, site_backlog=backlog, fair=process.settings.fair_share
+        )
     except kombu.exceptions.OperationalError:
         # Retrying would need the same broker. The segments are stored as pending, and the
         # workers' recovery sends pending segments that wait too long (stale_after_s).

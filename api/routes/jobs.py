@@ -1,4 +1,4 @@
-"""/v1/jobs: submit footage, follow a job, list jobs, cancel one, page through its frames."""
+"""/v1/jobs: submit footage, follow a job, list jobs, cancel or delete one, page its frames."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from worker import retention
 from worker.pipeline.config import (
     FAST_DETECTOR_WEIGHTS,
     SHIPPED_DETECTOR_WEIGHTS,
@@ -31,6 +32,7 @@ from worker.pipeline.config import (
 )
 from worker.pipeline.decode import MediaInfo, probe
 from worker.pipeline.errors import InputError
+from worker.planning import WorkLimits, plan_work
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +138,13 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
 
 
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
-    """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable."""
+    """ffprobe the stored upload: 415 when it is not media we analyse, 422 when unusable
+    or when it holds more work than a job may (the worker checks again when planning)."""
     try:
         info = probe(upload.path, upload.display_name)
-        check_analysable(info, analysis_settings(svc.settings))
+        settings = analysis_settings(svc.settings)
+        check_analysable(info, settings)
+        plan_work(info, settings, WorkLimits.from_settings(svc.settings))
     except (InputError, TimeoutError) as exc:
         raise media_error(exc, upload) from exc
     return info
@@ -258,14 +263,15 @@ def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobOut:
     return job_out(session, visible_job(session, caller, job_id))
 
 
-@router.delete(
-    "/{job_id}",
+@router.post(
+    "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     responses=documented(401, 404, 409),
 )
 def cancel_job(job_id: str, request: Request, caller: CallerDep, session: SessionDep) -> JobOut:
-    """Cancel a queued or running job; workers stop at their next batch. 409 once finished."""
+    """Cancel a queued or running job, keeping it and what it stored; workers stop at
+    their next batch. 409 once finished."""
     job = visible_job(session, caller, job_id)
     if job.status in FINISHED:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job already {job.status.value}")
@@ -280,6 +286,24 @@ def cancel_job(job_id: str, request: Request, caller: CallerDep, session: Sessio
     session.commit()
     logger.info("job %s cancelled by key %d", job.id, caller.key_id)
     return job_out(session, job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=documented(401, 404),
+)
+def delete_job(job_id: str, request: Request, caller: CallerDep, session: SessionDep) -> Response:
+    """Delete a job: its uploaded file, its frames and faces, the job itself. A queued or
+    running job is cancelled first. To stop a job and keep what it stored, cancel it."""
+    job = visible_job(session, caller, job_id)
+    svc = services(request)
+    upload = retention.delete_job(session, job, svc.settings.upload_dir, svc.cancel)
+    session.commit()
+    retention.remove_files([upload] if upload else [])
+    logger.info("job %s deleted by key %d", job_id, caller.key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{job_id}/frames", response_model=FramePage, responses=documented(401, 404))

@@ -133,6 +133,8 @@ def _request(client: Any, method: str, path: str, **kwargs: Any) -> dict[str, An
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         _fail(f"cannot reach {client.base_url}: {exc}")
+    if response.status_code == 204:
+        return {}
     if response.is_success:
         body: dict[str, Any] = response.json()
         return body
@@ -215,6 +217,30 @@ def jobs_show(
     """Print a job (status, progress, timings, totals) as JSON."""
     with _client(api, key) as client:
         _print(_request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}"))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    api: str = API_OPTION,
+    key: str = KEY_OPTION,
+) -> None:
+    """Stop a queued or running job; it and what it stored are kept. Prints the job."""
+    with _client(api, key) as client:
+        _print(_request(client, "POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel"))
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    api: str = API_OPTION,
+    key: str = KEY_OPTION,
+) -> None:
+    """Delete a job: its uploaded footage, its statistics, the job (cancelled first if it
+    still runs). Cannot be undone."""
+    with _client(api, key) as client:
+        _request(client, "DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+    typer.echo(f"job {job_id} deleted", err=True)
 
 
 def register(app: typer.Typer) -> None:

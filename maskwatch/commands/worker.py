@@ -70,7 +70,7 @@ def requeue(
     engine = make_engine(get_settings().database_url)
     try:
         with make_session_factory(engine)() as session:
-            found = requeue_work(session, job_ids or None)
+            found = requeue_work(session, job_ids or None, fair=get_settings().fair_share)
     finally:
         engine.dispose()
     typer.echo(f"sent {len(found.jobs)} job start(s) and {len(found.segments)} segment(s)")

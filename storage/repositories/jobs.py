@@ -6,13 +6,15 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, case, func, literal, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, delete, func, literal, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from storage.models import Camera, InputKind, Job, JobStatus, UTCDateTime, utcnow
 
 MAX_ERROR_CHARS = 2000
 MAX_PAGE_SIZE = 500
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+FOOTAGE_REMOVED = ""  # the input_path of a job whose upload was deleted (retention)
 
 
 class JobNotFound(LookupError):
@@ -212,3 +214,44 @@ def list_jobs(
         .limit(limit)
     ).all()
     return list(jobs), total or 0
+
+
+def delete_job(session: Session, job_id: str) -> bool:
+    """Delete a job row; its frames, faces and segments go with it (ON DELETE CASCADE).
+
+    One SQL DELETE, so the database cascades (SQLite too: storage.db turns foreign keys
+    on), and a worker still writing to the job meets a missing parent, not a live one.
+    Returns whether the job existed.
+    """
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        delete(Job).where(Job.id == job_id).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def jobs_with_uploads_finished_before(
+    session: Session, cutoff: datetime, upload_dir: str, limit: int = 500
+) -> list[tuple[str, str]]:
+    """(job id, input path) of finished jobs, oldest first, whose input is an upload under
+    ``upload_dir`` kept since before ``cutoff`` (a CLI job's input is the user's own file)."""
+    rows = session.execute(
+        select(Job.id, Job.input_path)
+        .where(
+            Job.status.in_(list(FINISHED)),
+            Job.finished_at < cutoff,
+            Job.input_path.startswith(upload_dir.rstrip("/") + "/", autoescape=True),
+        )
+        .order_by(Job.finished_at, Job.id)
+        .limit(limit)
+    )
+    return [(job_id, path) for job_id, path in rows]
+
+
+def forget_upload(session: Session, job_id: str) -> None:
+    """Record that the job's upload was deleted: its statistics stay, its footage is gone."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(input_path=FOOTAGE_REMOVED, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import FrameStat, Job, JobSegment, JobStatus, SegmentStatus, utcnow
+from storage.models import Camera, FrameStat, Job, JobSegment, JobStatus, SegmentStatus, utcnow
 from storage.repositories import jobs as job_repo
 
 MAX_ERROR_CHARS = 2000
@@ -24,6 +24,7 @@ class SegmentRef:
 
     job_id: str
     segment_index: int
+    site: str = ""  # the job's camera's site, by which workers are shared fairly
 
 
 def create_segments(
@@ -263,14 +264,17 @@ def queued_job_ids(session: Session) -> list[str]:
 def unfinished_segments(session: Session, job_id: str | None = None) -> list[SegmentRef]:
     """Pending and running segments of running jobs (of one job if ``job_id`` is given)."""
     query = (
-        select(JobSegment.job_id, JobSegment.segment_index)
+        select(JobSegment.job_id, JobSegment.segment_index, Camera.site)
         .join(Job, Job.id == JobSegment.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
         .where(Job.status == JobStatus.RUNNING, JobSegment.status.in_(UNFINISHED))
     )
     if job_id is not None:
         query = query.where(JobSegment.job_id == job_id)
-    rows = session.execute(query.order_by(JobSegment.job_id, JobSegment.segment_index))
-    return [SegmentRef(job_id, index) for job_id, index in rows]
+    rows = session.execute(
+        query.order_by(Job.created_at, JobSegment.job_id, JobSegment.segment_index)
+    )
+    return [SegmentRef(job_id, index, site) for job_id, index, site in rows]
 
 
 def stalled_segments(session: Session, idle_before: datetime) -> list[SegmentRef]:
@@ -280,13 +284,33 @@ def stalled_segments(session: Session, idle_before: datetime) -> list[SegmentRef
     for a worker, or its message was never sent (the broker was down at planning time).
     """
     rows = session.execute(
-        select(JobSegment.job_id, JobSegment.segment_index)
+        select(JobSegment.job_id, JobSegment.segment_index, Camera.site)
         .join(Job, Job.id == JobSegment.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
         .where(
             Job.status == JobStatus.RUNNING,
             JobSegment.status.in_(UNFINISHED),
             JobSegment.updated_at < idle_before,
         )
-        .order_by(JobSegment.job_id, JobSegment.segment_index)
+        .order_by(Job.created_at, JobSegment.job_id, JobSegment.segment_index)
     )
-    return [SegmentRef(job_id, index) for job_id, index in rows]
+    return [SegmentRef(job_id, index, site) for job_id, index, site in rows]
+
+
+def site_backlog(session: Session, job_id: str) -> int:
+    """Pending segments of the other running jobs at this job's site: what waits before it."""
+    site = select(Camera.site).join(Job, Job.camera_id == Camera.id).where(Job.id == job_id)
+    return (
+        session.scalar(
+            select(func.count(JobSegment.id))
+            .join(Job, Job.id == JobSegment.job_id)
+            .join(Camera, Camera.id == Job.camera_id)
+            .where(
+                Camera.site == site.scalar_subquery(),
+                Job.id != job_id,
+                Job.status == JobStatus.RUNNING,
+                JobSegment.status == SegmentStatus.PENDING,
+            )
+        )
+        or 0
+    )

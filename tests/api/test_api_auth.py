@@ -21,6 +21,7 @@ PROTECTED = [
     ("POST", "/v1/jobs"),
     ("GET", f"/v1/jobs/{SOME_JOB}"),
     ("DELETE", f"/v1/jobs/{SOME_JOB}"),
+    ("POST", f"/v1/jobs/{SOME_JOB}/cancel"),
     ("GET", f"/v1/jobs/{SOME_JOB}/frames"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),
@@ -86,10 +87,12 @@ def test_other_sites_job_is_404_like_a_missing_one(
         assert client.get(path, headers=bearer(keys.all_sites)).status_code == 200
 
 
-def test_other_sites_job_cannot_be_cancelled(
+def test_other_sites_job_cannot_be_cancelled_or_deleted(
     client: TestClient, keys: Keys, make_job: Callable[..., Job], session: Session
 ) -> None:
     job = make_job(site="south")
+    response = client.post(f"/v1/jobs/{job.id}/cancel", headers=bearer(keys.north))
+    assert (response.status_code, response.content) == (404, NOT_FOUND_BODY)
     response = client.delete(f"/v1/jobs/{job.id}", headers=bearer(keys.north))
     assert (response.status_code, response.content) == (404, NOT_FOUND_BODY)
     session.expire_all()

@@ -246,3 +246,30 @@ def test_submit_without_a_key_is_a_usage_error(
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert result.stderr == "error: no API key: pass --key or set MASKWATCH_API_KEY\n"
+
+
+def test_jobs_cancel_then_delete(
+    runner: CliRunner,
+    served: list[str],
+    keys: Keys,
+    tmp_path: Path,
+    video_bytes: bytes,
+    upload_dir: Path,
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(video_bytes)
+    submitted = runner.invoke(cli, ["submit", str(clip), "--camera", "c", "--key", keys.north])
+    job_id = json.loads(submitted.stdout)["id"]
+    assert len([p for p in upload_dir.rglob("*") if p.is_file()]) == 1
+
+    cancelled = runner.invoke(cli, ["jobs", "cancel", job_id, "--key", keys.north])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    again = runner.invoke(cli, ["jobs", "cancel", job_id, "--key", keys.north])
+    assert (again.exit_code, again.stderr) == (1, "error: 409 Conflict: job already cancelled\n")
+
+    deleted = runner.invoke(cli, ["jobs", "delete", job_id, "--key", keys.north])
+    assert (deleted.exit_code, deleted.stderr) == (0, f"job {job_id} deleted\n")
+    assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
+    gone = runner.invoke(cli, ["jobs", "show", job_id, "--key", keys.north])
+    assert (gone.exit_code, gone.stderr) == (1, "error: 404 Not Found: job not found\n")

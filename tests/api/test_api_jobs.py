@@ -505,12 +505,12 @@ def test_cancel_a_queued_job_then_again(
     client: TestClient, keys: Keys, make_job: Callable[..., Job], session: Session
 ) -> None:
     job = make_job()
-    response = client.delete(f"/v1/jobs/{job.id}", headers=bearer(keys.north))
+    response = client.post(f"/v1/jobs/{job.id}/cancel", headers=bearer(keys.north))
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
     assert response.json()["finished_at"] is not None
     assert stored_job(session, job.id).status is JobStatus.CANCELLED
-    again = client.delete(f"/v1/jobs/{job.id}", headers=bearer(keys.north))
+    again = client.post(f"/v1/jobs/{job.id}/cancel", headers=bearer(keys.north))
     assert again.status_code == 409
     assert again.content == b'{"detail":"job already cancelled"}'
 
@@ -520,13 +520,13 @@ def test_cancel_a_finished_job_is_409(
     client: TestClient, keys: Keys, make_job: Callable[..., Job], status: JobStatus
 ) -> None:
     job = make_job(status=status, frames=[frame(0, 0, 1, 0)])
-    response = client.delete(f"/v1/jobs/{job.id}", headers=bearer(keys.north))
+    response = client.post(f"/v1/jobs/{job.id}/cancel", headers=bearer(keys.north))
     assert (response.status_code, response.json()) == (409, {"detail": f"job already {status}"})
 
 
 def test_cancel_a_running_job(client: TestClient, keys: Keys, make_job: Callable[..., Job]) -> None:
     job = make_job(status=JobStatus.RUNNING)
-    response = client.delete(f"/v1/jobs/{job.id}", headers=bearer(keys.north))
+    response = client.post(f"/v1/jobs/{job.id}/cancel", headers=bearer(keys.north))
     assert (response.status_code, response.json()["status"]) == (202, "cancelled")
 
 

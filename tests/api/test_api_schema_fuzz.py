@@ -63,6 +63,7 @@ OPERATIONS = [
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs/{job_id}"),
     ("DELETE", "/v1/jobs/{job_id}"),
+    ("POST", "/v1/jobs/{job_id}/cancel"),
     ("GET", "/v1/jobs/{job_id}/frames"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),

@@ -24,8 +24,8 @@ from tests.distributed.dist_support import (
     wait_finished,
 )
 from tests.polling import wait_for
-from worker.celery_app import DEFAULT_QUEUE, create_app
-from worker.dispatch import enqueue_job
+from worker.celery_app import create_app
+from worker.dispatch import enqueue_job, queued_messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -58,10 +58,10 @@ def test_job_queued_across_a_redis_restart_completes_when_a_worker_starts(
     job_id = create_job(private_session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
     enqueue_job(job_id, celery=private_client)
     broker = redis.Redis.from_url(private_redis.url)
-    assert broker.llen(DEFAULT_QUEUE) == 1
+    assert queued_messages(broker) == 1
 
     private_redis.restart()  # redis-cli shutdown nosave, then the same redis-server again
-    assert broker.llen(DEFAULT_QUEUE) == 0, "the queued message should be gone"
+    assert queued_messages(broker) == 0, "the queued message should be gone"
 
     worker = fleet_factory(private_redis.url, private_database).start("late")
     job = wait_finished(private_session_factory, job_id, timeout_s=90)
@@ -91,10 +91,10 @@ def test_segments_lost_in_a_redis_restart_are_sent_again_to_running_workers(
 
     wait_for(first_batch_stored, 60, "the first batch of the job", interval_s=0.1)
     broker = redis.Redis.from_url(private_redis.url)
-    waiting = broker.llen(DEFAULT_QUEUE)
+    waiting = queued_messages(broker)
     assert waiting >= 2, "segments should be waiting in the broker"
     private_redis.restart()  # shutdown nosave, no persistence: the queued segments are gone
-    # (no llen == 0 check here: the worker's recovery may already have re-sent them; the log
+    # (no "none queued" check here: the worker's recovery may already have re-sent them; the log
     # line asserted below is the proof that the loss was seen and repaired)
 
     job = wait_finished(private_session_factory, job_id, timeout_s=90)

@@ -22,11 +22,12 @@ from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
 from tests.db_support import BACKENDS, NO_POSTGRES, postgres_database
-from worker import segments
+from worker import planning, segments
 from worker.jobs import Segment, SegmentOutcome
 from worker.pipeline.errors import InputError
 
 NEVER_STALE = 3600.0
+LIMITS = planning.WorkLimits(segment_seconds=30, max_duration_s=86_400, max_segments=5000)
 
 
 @pytest.mark.parametrize(
@@ -45,12 +46,12 @@ NEVER_STALE = 3600.0
 def test_plan_ranges(
     duration_s: float | None, segment_s: float, expected: list[tuple[float, float | None]]
 ) -> None:
-    assert segments.plan_ranges(duration_s, segment_s) == [Segment(a, b) for a, b in expected]
+    assert planning.plan_ranges(duration_s, segment_s) == [Segment(a, b) for a, b in expected]
 
 
 def test_plan_ranges_refuses_a_non_positive_length() -> None:
     with pytest.raises(ValueError, match="segment_seconds"):
-        segments.plan_ranges(10.0, 0)
+        planning.plan_ranges(10.0, 0)
 
 
 def test_celery_app_is_configured_for_idempotent_late_acknowledged_tasks() -> None:
@@ -291,10 +292,10 @@ def test_plan_job_fails_fast_on_a_missing_input(factory: sessionmaker[Session]) 
         )
         session.commit()
         with pytest.raises(InputError, match="gone.mp4: file not found"):
-            segments.plan_job(session, job.id, 30)
+            segments.plan_job(session, job.id, LIMITS)
         session.rollback()
         with pytest.raises(LookupError):
-            segments.plan_job(session, "0" * 32, 30)
+            segments.plan_job(session, "0" * 32, LIMITS)
 
 
 def test_stalled_segments_are_those_without_a_recent_heartbeat(
@@ -357,7 +358,9 @@ def task_process(
     sent: list[tuple[str, list[int]]] = []
     monkeypatch.setattr(worker.tasks, "worker_process", lambda: process)
     monkeypatch.setattr(
-        worker.tasks, "enqueue_segments", lambda job_id, indices: sent.append((job_id, indices))
+        worker.tasks,
+        "enqueue_segments",
+        lambda job_id, indices, **_: sent.append((job_id, indices)),
     )
     return process, sent
 
