@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.metrics import router as metrics_router
 from api.routes import classify, health, jobs, reports
 from maskwatch.settings import Settings, get_settings
 from storage.db import make_engine, make_session_factory
@@ -92,6 +94,9 @@ def create_app(
     )
     for module in (health, jobs, reports, classify):
         app.include_router(module.router)
+    app.state.metrics = ApiMetrics()
+    app.include_router(metrics_router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(Exception, _internal_error)
     return app
 

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     segment_batch_frames: int = Field(
         25, ge=1, description="frames stored per commit; also the cancel and heartbeat step"
     )
+    worker_metrics_port: int = Field(
+        9540, ge=0, le=65535,
+        description="port of a worker's Prometheus exporter (`maskwatch worker`); 0: none",
+    )
+    worker_metrics_dir: Path | None = Field(
+        None, description="where pool processes write metric files; default: a temporary "
+        "directory per worker",
+    )
 
     @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
     @classmethod
