@@ -96,6 +96,17 @@ class Settings(BaseSettings):
         "directory per worker",
     )
 
+    # Alert webhooks (worker/alerts.py), delivered by the workers from the "alerts" queue.
+    alert_max_attempts: int = Field(6, ge=1, le=20, description="tries of one webhook delivery")
+    alert_retry_base_s: float = Field(
+        10.0, gt=0, description="wait before the first retry; doubled after each (1 h at most)"
+    )
+    alert_timeout_s: float = Field(10.0, gt=0, description="time a receiver has to answer")
+    alert_private_targets: bool = Field(
+        False, description="allow webhooks to loopback, private and link-local addresses "
+        "(off: a rule cannot make the workers call services inside their own network)",
+    )
+
     @field_validator("mono_face_threshold", "mono_detector_thresholds", mode="before")
     @classmethod
     def _null_or_list(cls, value: object) -> object:

@@ -17,7 +17,9 @@ from storage.db import is_up_to_date
 
 
 def worker(
-    queues: str = typer.Option("analysis", help="Comma-separated queues to consume."),
+    queues: str = typer.Option(
+        "analysis,alerts", help="Comma-separated queues to consume (alerts: webhooks)."
+    ),
     concurrency: int = typer.Option(
         0, min=0, help="Pool processes (0: one per GPU when CUDA is present, else one per CPU)."
     ),

@@ -1,6 +1,7 @@
 """End to end: what an operator watches. Real `maskwatch serve` and `maskwatch worker`
 processes on Redis and PostgreSQL run a generated clip; the API's /metrics and the worker's
-exporter are scraped before and after, and the counters must move by what the job did.
+exporter are scraped before and after, and the counters must move by what the job did; alert
+webhooks reach a real receiver on 127.0.0.1 that is down when the job ends.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from storage.db import upgrade
 from tests.api.api_support import postgres_database
 from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
+from tests.api.webhook_receiver import receiving
 from tests.fixtures.scenes import make_composition_video
 from tests.polling import wait_for
 
@@ -218,3 +220,54 @@ def test_api_and_worker_counters_move_when_a_job_runs(stack: Stack, clip: Path) 
     assert moved("maskwatch_jobs", status="succeeded") == 1
     assert value(worker_after, "maskwatch_queue_depth", queue="analysis") == 0
 
+
+
+def test_webhooks_reach_a_receiver_that_was_down_when_the_job_ended(
+    stack: Stack, clip: Path
+) -> None:
+    port = free_port()  # nothing listens there until the receiver starts below
+    url = f"http://127.0.0.1:{port}/hooks/maskwatch"
+    rules = {}
+    for kind, extra in (
+        ("compliance_below", {"threshold_percent": 95, "window_minutes": 60}),
+        ("job_finished", {}),
+    ):
+        response = httpx.post(
+            f"{stack.api_url}/v1/alerts/rules", headers=stack.headers(), timeout=10,
+            json={"kind": kind, "url": url, "camera": "alert-cam", **extra},
+        )
+        assert response.status_code == 201, response.text
+        rules[kind] = response.json()
+
+    job = wait_finished(stack, submit(stack, clip, "alert-cam")["id"])
+    assert job["status"] == "succeeded", f"{job}\n{stack.logs()}"
+
+    def deliveries() -> list[dict[str, object]]:
+        response = httpx.get(f"{stack.api_url}/v1/alerts/deliveries", headers=stack.headers(),
+                             timeout=10)
+        assert response.status_code == 200, response.text
+        return [d for d in response.json()["items"] if d["job_id"] == job["id"]]
+
+    def all_tried_once() -> bool:
+        found = deliveries()
+        return len(found) == 2 and all(int(str(d["attempts"])) >= 1 for d in found)
+
+    wait_for(all_tried_once, 60, f"two failed deliveries\n{stack.logs()}")
+    assert all(d["status"] == "pending" and d["last_status_code"] is None for d in deliveries())
+
+    with receiving(port=port) as receiver:
+        wait_for(lambda: all(d["status"] == "delivered" for d in deliveries()), 60,
+                 f"the deliveries to arrive\n{stack.logs()}")
+    by_event = {m.json()["event"]: m for m in receiver.received}
+    assert set(by_event) == {"compliance_below", "job_finished"}
+    for kind, message in by_event.items():
+        assert message.signed_by(rules[kind]["secret"])
+        assert message.json()["job"]["id"] == job["id"]
+    summary = job["summary"]
+    assert isinstance(summary, dict)
+    window = by_event["compliance_below"].json()["window"]
+    assert (window["faces"], window["masked"]) == (summary["faces"], summary["masked"])
+    for delivery in deliveries():
+        log = delivery["log"]
+        assert isinstance(log, list)
+        assert log[0]["status_code"] is None and log[-1]["status_code"] == 200
