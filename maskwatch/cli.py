@@ -6,7 +6,17 @@ import logging
 
 import typer
 
-from maskwatch.commands import analyze, classify, db, evaluation, service, training, worker
+from maskwatch.commands import (
+    alerts,
+    analyze,
+    classify,
+    db,
+    evaluation,
+    jobs,
+    service,
+    training,
+    worker,
+)
 
 app = typer.Typer(
     name="maskwatch",
@@ -25,7 +35,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
     )
 
 
-for commands in (analyze, classify, training, evaluation, db, service, worker):
+for commands in (analyze, classify, training, evaluation, db, service, jobs, alerts, worker):
     commands.register(app)
 
 if __name__ == "__main__":

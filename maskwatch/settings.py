@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     # HTTP API (`maskwatch serve`) and its clients (`maskwatch submit`, `maskwatch jobs`).
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
-    api_url: str = Field("http://127.0.0.1:8000", description="where the CLI clients send requests")
+    api_url: str | None = Field(
+        None, description="where the CLI clients (maskwatch.client) send requests; default: "
+        "http://API_HOST:API_PORT, where `maskwatch serve` listens by the same settings",
+    )
     api_key: SecretStr | None = Field(None, description="key the CLI clients send; never logged")
     max_classify_bytes: int = Field(
         20 * 1024**2, description="largest image POST /v1/classify takes"
@@ -145,7 +148,9 @@ class Settings(BaseSettings):
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("api_url must be an http:// or https:// URL")
         return value.rstrip("/")
