@@ -15,7 +15,7 @@ import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routes import alerts, classify, health, jobs, reports
+from api.routes import alerts, classify, health, jobs, reports, ui
 from maskwatch.settings import Settings, get_settings
 from storage.db import make_engine, make_session_factory
 
@@ -94,6 +94,7 @@ def create_app(
     )
     for module in (health, jobs, reports, classify, alerts):
         app.include_router(module.router)
+    ui.install(app)
     app.state.metrics = ApiMetrics()
     app.include_router(metrics_router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
