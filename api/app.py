@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
-from api.routes import classify, health, jobs, reports
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.metrics import router as metrics_router
+from api.routes import alerts, classify, health, jobs, reports, ui
 from maskwatch.settings import Settings, get_settings
 from storage.db import make_engine, make_session_factory
 
@@ -90,8 +92,12 @@ def create_app(
         cancel=cancel or default_cancel,
         models=models or LazyModels(_load_models(settings)),
     )
-    for module in (health, jobs, reports, classify):
+    for module in (health, jobs, reports, classify, alerts):
         app.include_router(module.router)
+    ui.install(app)
+    app.state.metrics = ApiMetrics()
+    app.include_router(metrics_router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(Exception, _internal_error)
     return app
 

@@ -7,7 +7,7 @@ import logging
 
 import typer
 
-from maskwatch.commands import analyze, classify, db, service, worker
+from maskwatch.commands import alerts, analyze, classify, db, jobs, service, worker
 
 # The model lab's commands (ml/, the `[ml]` extra), and the packages they need beyond the service.
 LAB_COMMANDS = ("prepare-data", "train", "evaluate", "ensemble", "train-detector",
@@ -70,7 +70,7 @@ def _register_lab(app: typer.Typer) -> None:
         )(unavailable)
 
 
-for commands in (analyze, classify, db, service, worker):
+for commands in (analyze, classify, db, service, jobs, alerts, worker):
     commands.register(app)
 _register_lab(app)
 

@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     # HTTP API (`maskwatch serve`) and its clients (`maskwatch submit`, `maskwatch jobs`).
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
-    api_url: str = Field("http://127.0.0.1:8000", description="where the CLI clients send requests")
+    api_url: str | None = Field(
+        None, description="where the CLI clients (maskwatch.client) send requests; default: "
+        "http://API_HOST:API_PORT, where `maskwatch serve` listens by the same settings",
+    )
     api_key: SecretStr | None = Field(None, description="key the CLI clients send; never logged")
     max_classify_bytes: int = Field(
         20 * 1024**2, description="largest image POST /v1/classify takes"
@@ -110,6 +113,26 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="how often the workers apply upload_retention_days"
     )
 
+    worker_metrics_port: int = Field(
+        9540, ge=0, le=65535,
+        description="port of a worker's Prometheus exporter (`maskwatch worker`); 0: none",
+    )
+    worker_metrics_dir: Path | None = Field(
+        None, description="where pool processes write metric files; default: a temporary "
+        "directory per worker",
+    )
+
+    # Alert webhooks (worker/alerts.py), delivered by the workers from the "alerts" queue.
+    alert_max_attempts: int = Field(6, ge=1, le=20, description="tries of one webhook delivery")
+    alert_retry_base_s: float = Field(
+        10.0, gt=0, description="wait before the first retry; doubled after each (1 h at most)"
+    )
+    alert_timeout_s: float = Field(10.0, gt=0, description="time a receiver has to answer")
+    alert_private_targets: bool = Field(
+        False, description="allow webhooks to loopback, private and link-local addresses "
+        "(off: a rule cannot make the workers call services inside their own network)",
+    )
+
     @field_validator("upload_retention_days", mode="before")
     @classmethod
     def _null_days(cls, value: object) -> object:
@@ -168,7 +191,9 @@ class Settings(BaseSettings):
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("api_url must be an http:// or https:// URL")
         return value.rstrip("/")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything MaskWatch needs on a fresh machine: ffmpeg from Debian, a venv with the project.
+# Everything MaskWatch needs on a fresh machine: ffmpeg and chromium from Debian, a venv with
+# the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -9,6 +10,15 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+# Debian's chromium: the dashboard's browser test drives it with Playwright (pinned in the dev
+# extra), since `playwright install` downloads its own browsers and run time has no network.
+if ! command -v chromium >/dev/null; then
+    echo "setup: installing chromium (apt-get)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,4 +1,4 @@
-"""ORM models: cameras, analysis jobs and their segments, per-frame statistics, faces, API keys."""
+"""ORM models: cameras, jobs and their segments, frame statistics, faces, API keys, alerts."""
 
 from __future__ import annotations
 
@@ -269,3 +269,109 @@ class JobSegment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Also the heartbeat: written at every stored batch of a running segment.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AlertKind(enum.StrEnum):
+    """What an alert rule watches."""
+
+    COMPLIANCE_BELOW = "compliance_below"  # compliance over a window fell under a threshold
+    JOB_FAILED = "job_failed"
+    JOB_FINISHED = "job_finished"  # a job succeeded
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Lifecycle of one webhook delivery."""
+
+    PENDING = "pending"  # not yet accepted by the receiver; attempts continue
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # out of attempts, or refused for good (a 4xx)
+
+
+class AlertRule(Base):
+    """A condition on a site's (or one camera's) jobs, and the webhook told when it holds."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (Index("ix_alert_rules_site_camera", "site", "camera"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(100))
+    # None: every camera of the site.
+    camera: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[AlertKind] = mapped_column(
+        Enum(
+            AlertKind,
+            name="alert_kind",
+            native_enum=False,
+            create_constraint=True,
+            length=32,
+            values_callable=_enum_values,
+            validate_strings=True,
+        )
+    )
+    # compliance_below only: fire when masked / faces < threshold over the last window_s.
+    threshold: Mapped[float | None] = mapped_column(Float)
+    window_s: Mapped[int | None] = mapped_column(Integer)
+    # Fewer faces than this in the window say too little to alert on.
+    min_faces: Mapped[int] = mapped_column(Integer, default=1)
+    # What compliance counts: "face_frames" today; "people" once per-person tracks exist.
+    measure: Mapped[str] = mapped_column(String(16), default="face_frames")
+    url: Mapped[str] = mapped_column(String(2048))
+    # Signs every delivery (HMAC-SHA256); kept in clear since signing needs it.
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertDelivery(Base):
+    """One webhook message for one rule and one job, and how its delivery went."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        # One message per rule and job: evaluating a job twice sends nothing twice.
+        UniqueConstraint("rule_id", "job_id"),
+        Index("ix_alert_deliveries_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    # Kept when the job's data is deleted: the log outlives it.
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(
+            DeliveryStatus,
+            name="delivery_status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=_enum_values,
+            validate_strings=True,
+        ),
+        default=DeliveryStatus.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+    rule: Mapped[AlertRule] = relationship(lazy="joined", innerjoin=True)
+
+
+class AlertAttempt(Base):
+    """One try at delivering a webhook: the receiver's status code, or why there was none."""
+
+    __tablename__ = "alert_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_deliveries.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -51,7 +51,9 @@ def configure(app: Celery, settings: Settings) -> None:
 def create_app(settings: Settings) -> Celery:
     """A configured app; workers and senders in one deployment must agree on the settings."""
     # The workers import worker.tasks (and through it worker.process) at start-up.
-    celery = Celery("maskwatch", include=["worker.tasks"], set_as_current=False)
+    celery = Celery(
+        "maskwatch", include=["worker.tasks", "worker.alert_tasks"], set_as_current=False
+    )
     configure(celery, settings)
     return celery
 

@@ -118,8 +118,11 @@ def _start_worker_process(**_: Any) -> None:
 
 @signals.worker_process_shutdown.connect
 def _stop_worker_process(**_: Any) -> None:
+    from worker.metrics import process_exited
+
     if _process is not None:
         _process.close()
+    process_exited(os.getpid())
 
 
 class PeriodicStep(bootsteps.StartStopStep):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kombu.exceptions
@@ -13,7 +14,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from storage.repositories import jobs as job_repo
-from worker import segments
+from worker import events, metrics, segments
 from worker.celery_app import app
 from worker.dispatch import enqueue_segments
 from worker.jobs import failure_reason
@@ -66,22 +67,31 @@ class AnalysisTask(Task):
             # Out of retries, not broken: the segment stays unfinished and the workers'
             # recovery sends it again once it has been idle for stale_after_s.
             logger.error("job %s segment %d: gave up for now: %s", job_id, segment_index, exc)
+            metrics.failure(metrics.FailureKind.TRANSIENT)
             return
         if isinstance(exc, SoftTimeLimitExceeded):
             limit = self.app.conf.task_soft_time_limit
             reason = f"internal error: the task ran past its time limit ({limit} s)"
+            kind = metrics.FailureKind.TIME_LIMIT
         else:
             reason = failure_reason(exc)
+            kind = metrics.FailureKind.INTERNAL
         try:
             with worker_process().session_factory() as session:
                 if segment_index is None:
-                    segments.fail_job(session, job_id, reason)
+                    failed = segments.fail_job(session, job_id, reason)
                 else:
-                    segments.fail_segment(session, job_id, segment_index, reason, task_id)
+                    failed = segments.fail_segment(session, job_id, segment_index, reason, task_id)
                 session.commit()
         except Exception:
             # The database is unreachable too: the job stays queued or running as it was.
             logger.exception("job %s: could not record the failure of task %s", job_id, task_id)
+            metrics.failure(kind)
+            return
+        if failed:
+            events.job_ended(job_id, "failed", kind)
+        else:
+            metrics.failure(kind)
 
 
 def _job_and_segment(
@@ -107,8 +117,10 @@ def start_job(self: AnalysisTask, job_id: str) -> None:
         except InputError as exc:
             session.rollback()
             logger.info("job %s failed on its input: %s", job_id, exc)
-            segments.fail_job(session, job_id, failure_reason(exc))
+            failed = segments.fail_job(session, job_id, failure_reason(exc))
             session.commit()
+            if failed:
+                events.job_ended(job_id, "failed", metrics.FailureKind.INPUT)
             return
         except LookupError:
             logger.warning("job %s does not exist; nothing to start", job_id)
@@ -148,6 +160,7 @@ def process_segment(self: AnalysisTask, job_id: str, segment_index: int) -> None
         if job is None:
             return
         models = process.models_for(AnalysisSettings.from_dict(job.settings))
+        started = time.perf_counter()
         try:
             outcome = segments.analyze_claimed(
                 session, job, segment, models, task_id, process.settings.segment_batch_frames
@@ -159,13 +172,18 @@ def process_segment(self: AnalysisTask, job_id: str, segment_index: int) -> None
         except InputError as exc:
             session.rollback()
             logger.info("job %s segment %d failed on its input: %s", job_id, segment_index, exc)
-            segments.fail_segment(
+            failed = segments.fail_segment(
                 session, job_id, segment_index, failure_reason(exc), task_id
             )
             session.commit()
+            if failed:
+                events.job_ended(job_id, "failed", metrics.FailureKind.INPUT)
             return
+        metrics.segment_analysed(outcome.frames, outcome.faces, time.perf_counter() - started)
         finalised = segments.complete(session, job, segment, outcome, task_id)
         session.commit()
+        if finalised:
+            events.job_ended(job_id, job.status.value)
     logger.info(
         "job %s segment %d: %d frame(s), %d face(s)%s",
         job_id,

@@ -1,16 +1,14 @@
-"""`maskwatch serve`, `keys`, `submit` and `jobs`: the HTTP API and its command-line clients."""
+"""`maskwatch serve`, `keys` and `submit`: the HTTP API, its keys, and uploading footage."""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote
 
 import typer
 
+from maskwatch.commands.remote import API_OPTION, KEY_OPTION, connected, print_json
 from maskwatch.runtime import SetupError, open_database
 from maskwatch.settings import get_settings
 from storage.models import ApiKey
@@ -18,14 +16,8 @@ from storage.repositories import api_keys as key_repo
 
 logger = logging.getLogger(__name__)
 
-FINISHED_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-UPLOAD_TIMEOUT_S = 600.0  # the server probes the file before it answers
-
 keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
-jobs_app = typer.Typer(help="Analysis jobs on a MaskWatch API.", no_args_is_help=True)
 
-API_OPTION = typer.Option(None, "--api", help="API base URL (default: MASKWATCH_API_URL).")
-KEY_OPTION = typer.Option(None, "--key", help="API key (default: MASKWATCH_API_KEY).")
 DB_OPTION = typer.Option(None, "--db", help="Database URL (default: MASKWATCH_DATABASE_URL).")
 KEY_ID_ARGUMENT = typer.Argument(..., help="The key's id (printed by `keys create`).")
 FILE_ARGUMENT = typer.Argument(
@@ -42,7 +34,12 @@ def serve(
     host: str = typer.Option(None, help="Address to listen on (default: MASKWATCH_API_HOST)."),
     port: int = typer.Option(None, help="Port to listen on (default: MASKWATCH_API_PORT)."),
 ) -> None:
-    """Run the HTTP API (uvicorn) on the configured database and job queue."""
+    """Run the HTTP API (uvicorn) on the configured database and job queue.
+
+    The API commands (`submit`, `jobs`, `reports`, `alerts`, maskwatch.client) send to
+    MASKWATCH_API_URL, or else to http://MASKWATCH_API_HOST:MASKWATCH_API_PORT: set the
+    URL when the server runs elsewhere or with another --port.
+    """
     import uvicorn
 
     from api.app import create_app
@@ -111,44 +108,6 @@ def keys_revoke(
     typer.echo(f"revoked key {key_id}", err=True)
 
 
-def _client(api: str | None, key: str | None) -> Any:
-    import httpx
-
-    settings = get_settings()
-    secret = key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    if not secret:
-        _fail("no API key: pass --key or set MASKWATCH_API_KEY", 2)
-    return httpx.Client(
-        base_url=(api or settings.api_url).rstrip("/"),
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=httpx.Timeout(30.0, read=UPLOAD_TIMEOUT_S, write=UPLOAD_TIMEOUT_S),
-    )
-
-
-def _request(client: Any, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    """The JSON body of a 2xx answer; otherwise the server's reason on stderr and exit 1."""
-    import httpx
-
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach {client.base_url}: {exc}")
-    if response.status_code == 204:
-        return {}
-    if response.is_success:
-        body: dict[str, Any] = response.json()
-        return body
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = response.text[:200]
-    _fail(f"{response.status_code} {response.reason_phrase}: {detail}")
-
-
-def _print(job: dict[str, Any]) -> None:
-    typer.echo(json.dumps(job, indent=2))
-
-
 def submit(
     file: Path = FILE_ARGUMENT,
     camera: str = typer.Option(..., "--camera", help="Camera the footage comes from."),
@@ -170,81 +129,35 @@ def submit(
     Exit status: 0 when accepted (with --wait: when the job succeeded), 1 when the server
     refused it or the job failed or was cancelled, 2 on a usage error such as a missing key.
     """
-    form = {"camera": camera}
-    if site is not None:
-        form["site"] = site
-    if recorded_at is not None:
-        form["recorded_at"] = recorded_at
-    if detector is not None:
-        form["detector"] = detector
-    with _client(api, key) as client, file.open("rb") as stream:
-        job = _request(
-            client,
-            "POST",
-            "/v1/jobs",
-            data=form,
-            files={"file": (file.name, stream, "application/octet-stream")},
+    with connected(api, key) as client:
+        job = client.submit(
+            file, camera, site=site, recorded_at=recorded_at, detector=detector
         )
         typer.echo(f"job {job['id']} {job['status']}", err=True)
         if wait:
-            job = _wait(client, job, poll_s)
-    _print(job)
+            job = client.wait(job["id"], poll_s=poll_s, on_update=_show_progress())
+            if job["error"]:
+                typer.echo(f"job {job['id']} {job['status']}: {job['error']}", err=True)
+    print_json(job)
     if wait and job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
-def _wait(client: Any, job: dict[str, Any], poll_s: float) -> dict[str, Any]:
-    shown = None
-    while job["status"] not in FINISHED_STATUSES:
-        time.sleep(poll_s)
-        job = _request(client, "GET", f"/v1/jobs/{job['id']}")
+def _show_progress() -> Any:
+    """Prints a job's status and frame count on stderr each time they change."""
+    shown: list[str] = []
+
+    def show(job: dict[str, Any]) -> None:
         progress = job["progress"]
         line = f"{job['status']} {progress['frames_done']}/{progress['frames_total'] or '?'} frames"
-        if line != shown:
+        if not shown or line != shown[-1]:
             typer.echo(line, err=True)
-            shown = line
-    if job["error"]:
-        typer.echo(f"job {job['id']} {job['status']}: {job['error']}", err=True)
-    return job
+            shown.append(line)
 
-
-@jobs_app.command("show")
-def jobs_show(
-    job_id: str = typer.Argument(..., help="The job's id."),
-    api: str = API_OPTION,
-    key: str = KEY_OPTION,
-) -> None:
-    """Print a job (status, progress, timings, totals) as JSON."""
-    with _client(api, key) as client:
-        _print(_request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}"))
-
-
-@jobs_app.command("cancel")
-def jobs_cancel(
-    job_id: str = typer.Argument(..., help="The job's id."),
-    api: str = API_OPTION,
-    key: str = KEY_OPTION,
-) -> None:
-    """Stop a queued or running job; it and what it stored are kept. Prints the job."""
-    with _client(api, key) as client:
-        _print(_request(client, "POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel"))
-
-
-@jobs_app.command("delete")
-def jobs_delete(
-    job_id: str = typer.Argument(..., help="The job's id."),
-    api: str = API_OPTION,
-    key: str = KEY_OPTION,
-) -> None:
-    """Delete a job: its uploaded footage, its statistics, the job (cancelled first if it
-    still runs). Cannot be undone."""
-    with _client(api, key) as client:
-        _request(client, "DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
-    typer.echo(f"job {job_id} deleted", err=True)
+    return show
 
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command()(submit)
     app.add_typer(keys_app, name="keys")
-    app.add_typer(jobs_app, name="jobs")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,12 +17,18 @@ from storage.db import is_up_to_date
 
 
 def worker(
-    queues: str = typer.Option("analysis", help="Comma-separated queues to consume."),
+    queues: str = typer.Option(
+        "analysis,alerts", help="Comma-separated queues to consume (alerts: webhooks)."
+    ),
     concurrency: int = typer.Option(
         0, min=0, help="Pool processes (0: one per GPU when CUDA is present, else one per CPU)."
     ),
     loglevel: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     hostname: str = typer.Option(None, help="Celery node name, e.g. gpu0@%h (default: celery@%h)."),
+    metrics_port: int = typer.Option(
+        None, min=0, max=65535,
+        help="Port of the Prometheus exporter (default: MASKWATCH_WORKER_METRICS_PORT; 0: none).",
+    ),
 ) -> None:
     """Run a Celery worker that analyses job segments from the broker (prefork pool)."""
     settings = get_settings()
@@ -32,6 +42,11 @@ def worker(
     except SetupError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    # Before worker.celery_app imports prometheus_client: the pool's metric files go here.
+    metrics_dir = _metrics_dir(settings.worker_metrics_dir) if port else None
+    exporter = _start_exporter(port, queues) if port else None
 
     from worker.celery_app import app
     from worker.pipeline.device import visible_gpu_count
@@ -51,7 +66,35 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(timeout=10)
+        if metrics_dir is not None and settings.worker_metrics_dir is None:
+            from worker.metrics_files import remove_multiprocess_dir
+
+            remove_multiprocess_dir(metrics_dir)
+
+
+def _metrics_dir(configured: Path | None) -> Path:
+    from worker.metrics_files import use_multiprocess_dir
+
+    return use_multiprocess_dir(
+        configured or Path(tempfile.mkdtemp(prefix="maskwatch-worker-metrics-"))
+    )
+
+
+def _start_exporter(port: int, queues: str) -> subprocess.Popen[bytes]:
+    """The exporter process (see worker.metrics_exporter); it exits when this process does."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "worker.metrics_exporter",
+            "--port", str(port), "--queues", queues, "--parent", str(os.getpid()),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def requeue(

@@ -34,6 +34,9 @@ def test_openapi_documents_every_route_and_the_bearer_scheme(client: TestClient)
         "/v1/jobs/{job_id}/frames",
         "/v1/reports",
         "/v1/classify",
+        "/v1/alerts/rules",
+        "/v1/alerts/rules/{rule_id}",
+        "/v1/alerts/deliveries",
     }
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     upload = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((Path(__file__).with_name("compose-spec.json")).read_text())
-SERVICES = {"redis", "postgres", "migrate", "api", "worker-cpu", "worker-gpu"}
+SERVICES = {"redis", "postgres", "migrate", "api", "worker-cpu", "worker-gpu", "flower"}
 APP_SERVICES = ("migrate", "api", "worker-cpu", "worker-gpu")
 UPLOADS = "/data/uploads"
 
@@ -112,8 +112,16 @@ def test_gpu_worker_is_opt_in_and_reserves_one_gpu(compose: dict[str, Any]) -> N
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
-    for name in SERVICES - {"worker-gpu"}:
+    for name in SERVICES - {"worker-gpu", "flower"}:
         assert "profiles" not in compose["services"][name], name
+
+
+def test_flower_is_opt_in_and_published_on_the_loopback_only(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert flower["command"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+    assert flower["environment"]["MASKWATCH_BROKER_URL"] == "redis://redis:6379/0"
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
 
 def test_dockerfile_installs_the_service_extra_and_ffmpeg() -> None:

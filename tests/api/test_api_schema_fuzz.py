@@ -48,6 +48,8 @@ def fuzz_app(
             max_upload_bytes=64 * 1024,
             max_classify_bytes=64 * 1024,
             checkpoint=work / "missing.pt",
+            # Generated webhook hosts are not looked up in DNS (no network in tests).
+            alert_private_targets=True,
         ),
         session_factory=factory,
         enqueue=lambda job_id: None,
@@ -67,6 +69,11 @@ OPERATIONS = [
     ("GET", "/v1/jobs/{job_id}/frames"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),
+    ("GET", "/v1/alerts/rules"),
+    ("POST", "/v1/alerts/rules"),
+    ("GET", "/v1/alerts/rules/{rule_id}"),
+    ("DELETE", "/v1/alerts/rules/{rule_id}"),
+    ("GET", "/v1/alerts/deliveries"),
 ]
 
 

@@ -25,7 +25,10 @@ from storage.db import (
 from storage.models import Base, Camera
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"cameras", "jobs", "job_segments", "frame_stats", "face_detections", "api_keys"}
+TABLES = {
+    "cameras", "jobs", "job_segments", "frame_stats", "face_detections", "api_keys",
+    "alert_rules", "alert_deliveries", "alert_attempts",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -90,7 +93,7 @@ def test_upgrade_reports_revisions_and_downgrade_drops_everything(
     assert not is_up_to_date(url)
 
     upgrade(url)
-    assert current_revision(url) == head_revision() == "0002"
+    assert current_revision(url) == head_revision() == "0004"
     assert is_up_to_date(url)
     assert _tables(url) == TABLES
 

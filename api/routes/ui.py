@@ -1,0 +1,313 @@
+"""/ui/: the dashboard, server-rendered (Jinja2) with a vendored chart library; no CDN.
+
+Sign-in takes an API key and keeps it in an HttpOnly, SameSite=Strict cookie limited to
+/ui/; every page checks it like the API checks its Bearer header (a revoked key is signed
+out at its next click) and shows only what the key's site may see.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api.auth import Caller
+from api.deps import SessionDep
+from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
+from api.schemas import iso_utc, shown
+from storage.models import Job, JobStatus
+from storage.repositories import api_keys as key_repo
+from storage.repositories import dashboard as dashboard_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+COOKIE = "maskwatch_key"
+COOKIE_PATH = "/ui"
+COOKIE_MAX_AGE_S = 12 * 3600
+JOBS_SHOWN = 50
+WORST_PERIODS = 3
+#: How much footage a camera page shows by default, ending at its last frame, per bucket:
+#: enough points to read, few enough to draw fast (a day of minutes is 1440).
+DEFAULT_SPAN = {"minute": timedelta(days=1), "hour": timedelta(days=14), "day": timedelta(days=366)}
+MAX_POINTS = 5000
+#: Pages send no inline script: the data travels in JSON <script> tags that CSP leaves alone.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+Name = Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)]
+
+
+class SignInRequired(Exception):
+    """No valid key in the cookie: the page answers with a redirect to the sign-in form."""
+
+
+def install(app: FastAPI) -> None:
+    """Add the dashboard's pages and its static files to the app."""
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    app.add_exception_handler(SignInRequired, _to_sign_in)
+
+
+async def _to_sign_in(request: Request, exc: Exception) -> Response:
+    response = RedirectResponse("/ui/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def _caller(request: Request, session: Session) -> Caller:
+    key = request.cookies.get(COOKIE)
+    api_key = key_repo.authenticate(session, key) if key else None
+    if api_key is None:
+        raise SignInRequired()
+    return Caller(api_key.id, api_key.name, api_key.site, api_key.is_admin)
+
+
+def _page(request: Request, name: str, caller: Caller | None, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {"caller": caller, "percent": _percent, **context}
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio * 100:.1f} %"
+
+
+# ------------------------------------------------------------------------------ sign-in
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    target = "/ui/sites" if request.cookies.get(COOKIE) else "/ui/login"
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    return _page(request, "ui/login.html", None, error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request, session: SessionDep, key: Annotated[str, Form(max_length=200)]
+) -> Response:
+    api_key = key_repo.authenticate(session, key.strip())
+    if api_key is None:
+        client = request.client.host if request.client else "unknown"
+        logger.info("dashboard: rejected a sign-in from %s", client)
+        page = _page(request, "ui/login.html", None, error="invalid or revoked API key")
+        page.status_code = status.HTTP_401_UNAUTHORIZED
+        return page
+    response = RedirectResponse("/ui/sites", status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        COOKIE,
+        key.strip(),
+        max_age=COOKIE_MAX_AGE_S,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/ui/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+# -------------------------------------------------------------------------------- pages
+
+
+@router.get("/sites", response_class=HTMLResponse)
+def sites(request: Request, session: SessionDep) -> HTMLResponse:
+    """Sites and cameras, each with the compliance of its latest succeeded job."""
+    caller = _caller(request, session)
+    cameras = dashboard_repo.camera_overview(session, caller.site)
+    return _page(request, "ui/sites.html", caller, cameras=cameras, iso=iso_utc)
+
+
+def worst_periods(buckets: list[report_repo.Bucket], count: int = WORST_PERIODS) -> list[int]:
+    """Indices of the ``count`` buckets with the lowest compliance (more non-compliant faces
+    first on a tie), oldest first; buckets without faces are never worst."""
+    with_faces = [i for i, b in enumerate(buckets) if b.compliance_ratio is not None]
+    ranked = sorted(
+        with_faces,
+        key=lambda i: (buckets[i].compliance_ratio, -(buckets[i].faces - buckets[i].masked), i),
+    )
+    return sorted(ranked[:count])
+
+
+@router.get("/camera", response_class=HTMLResponse)
+def camera_page(
+    request: Request,
+    session: SessionDep,
+    site: Name,
+    camera: Name,
+    bucket: Annotated[str, Query(pattern="^(minute|hour|day)$")] = "hour",
+    start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=64)] = None,
+) -> HTMLResponse:
+    """Compliance over time for one camera, bucket chosen by the user, worst periods marked."""
+    caller = _caller(request, session)
+    if not caller.may_see(site):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="camera not found")
+    end_at = parse_instant(end, "to") if end else None
+    start_at = parse_instant(start, "from") if start else None
+    if end_at is None and start_at is None:
+        last = dashboard_repo.last_capture(session, site, camera)
+        if last is not None:
+            end_at = last + timedelta(seconds=1)
+            start_at = end_at - DEFAULT_SPAN[bucket]
+    buckets = report_repo.compliance_timeseries(
+        session, site=site, camera=camera, start=start_at, end=end_at, bucket=bucket  # type: ignore[arg-type]
+    )
+    too_many = len(buckets) > MAX_POINTS
+    if too_many:
+        buckets = buckets[-MAX_POINTS:]
+    worst = worst_periods(buckets)
+    chart = {
+        "labels": [iso_utc(b.start) for b in buckets],
+        "compliance_percent": [
+            None if b.compliance_ratio is None else round(b.compliance_ratio * 100, 2)
+            for b in buckets
+        ],
+        "faces": [b.faces for b in buckets],
+        "worst": worst,
+    }
+    return _page(
+        request,
+        "ui/camera.html",
+        caller,
+        site=site,
+        camera=camera,
+        bucket=bucket,
+        start=start or ("" if start_at is None else iso_utc(start_at)),
+        end=end or ("" if end_at is None else iso_utc(end_at)),
+        buckets=buckets,
+        worst=set(worst),
+        worst_buckets=[buckets[i] for i in worst],
+        chart=chart,
+        too_many=too_many,
+        max_points=MAX_POINTS,
+        iso=iso_utc,
+        shown=shown,
+    )
+
+
+def _job_row(session: Session, job: Job) -> dict[str, Any]:
+    summary = (
+        report_repo.job_summary(session, job.id) if job.status is JobStatus.SUCCEEDED else None
+    )
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "site": job.camera.site,
+        "camera": job.camera.name,
+        "input_name": job.input_name,
+        "created_at": iso_utc(job.created_at),
+        "recorded_at": iso_utc(job.recorded_at),
+        "frames_done": job.frames_done,
+        "frames_total": job.frames_total,
+        "progress_percent": _progress(job),
+        "faces": None if summary is None else summary.faces,
+        "compliance": None if summary is None else _percent(summary.compliance_ratio),
+        "error": job.error,
+    }
+
+
+def _progress(job: Job) -> int | None:
+    if job.status is JobStatus.SUCCEEDED:
+        return 100
+    if not job.frames_total:
+        return None
+    return min(100, round(100 * job.frames_done / job.frames_total))
+
+
+def _jobs(session: Session, caller: Caller, status_: JobStatus | None) -> list[dict[str, Any]]:
+    found, _ = job_repo.list_jobs(session, site=caller.site, status=status_, limit=JOBS_SHOWN)
+    return [_job_row(session, job) for job in found]
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    session: SessionDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+) -> HTMLResponse:
+    """The newest jobs; the page refreshes their status and progress while any is unfinished."""
+    caller = _caller(request, session)
+    return _page(
+        request, "ui/jobs.html", caller, jobs=_jobs(session, caller, status_),
+        status=status_.value if status_ else "", statuses=[s.value for s in JobStatus],
+    )
+
+
+@router.get("/jobs.json")
+def jobs_json(
+    request: Request,
+    session: SessionDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+) -> JSONResponse:
+    """What the job list's script polls (the cookie's key, like the page)."""
+    caller = _caller(request, session)
+    response = JSONResponse({"items": _jobs(session, caller, status_)})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse:
+    """One job: its numbers, its compliance along the footage, its worst moments."""
+    caller = _caller(request, session)
+    job = job_repo.get_job(session, job_id) if len(job_id) == 32 else None
+    if job is None or not caller.may_see(job.camera.site):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
+    summary = report_repo.job_summary(session, job.id)
+    timeline = dashboard_repo.job_timeline(session, job.id)
+    worst = report_repo.worst_frames(session, job.id, limit=5)
+    chart = {
+        "labels": [p.start_s for p in timeline],
+        "compliance_percent": [
+            None if p.compliance_ratio is None else round(p.compliance_ratio * 100, 2)
+            for p in timeline
+        ],
+        "faces": [p.faces for p in timeline],
+        "worst": [],
+    }
+    return _page(
+        request,
+        "ui/job.html",
+        caller,
+        job=_job_row(session, job),
+        summary=summary,
+        worst_frames=worst,
+        chart=chart,
+        at=lambda seconds: iso_utc(job.recorded_at + timedelta(seconds=seconds)),
+        # Per-person figures (tracks) join here once the tracking work is merged: the
+        # template shows a "People" section when this is not None.
+        people=None,
+    )
+
+
+

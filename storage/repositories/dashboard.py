@@ -1,0 +1,120 @@
+"""What the dashboard shows that the reports do not: cameras with their latest job, timelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Camera, FrameStat, Job, JobStatus
+from storage.repositories import reports as report_repo
+
+
+@dataclass(frozen=True, slots=True)
+class CameraOverview:
+    """A camera, how many jobs it has, and the totals of its latest succeeded job."""
+
+    site: str
+    camera: str
+    jobs: int
+    latest_job_id: str | None
+    latest_recorded_at: datetime | None
+    latest: report_repo.JobSummary | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePoint:
+    """Faces of a job's frames in [start_s, start_s + width) of its footage."""
+
+    start_s: float
+    faces: int
+    masked: int
+
+    @property
+    def compliance_ratio(self) -> float | None:
+        return None if self.faces == 0 else self.masked / self.faces
+
+
+def camera_overview(session: Session, site: str | None = None) -> list[CameraOverview]:
+    """Every camera (of ``site`` when given), by site and name, with its latest succeeded job.
+
+    "Latest" is the job whose footage was recorded last.
+    """
+    cameras = session.execute(
+        select(Camera.id, Camera.site, Camera.name, func.count(Job.id))
+        .outerjoin(Job, Job.camera_id == Camera.id)
+        .where(*([Camera.site == site] if site is not None else []))
+        .group_by(Camera.id, Camera.site, Camera.name)
+        .order_by(Camera.site, Camera.name)
+    ).all()
+    ranked = (
+        select(
+            Job.camera_id,
+            Job.id,
+            Job.recorded_at,
+            func.row_number()
+            .over(partition_by=Job.camera_id, order_by=(Job.recorded_at.desc(), Job.id))
+            .label("rank"),
+        )
+        .where(Job.status == JobStatus.SUCCEEDED)
+        .subquery()
+    )
+    latest = {
+        camera_id: (job_id, recorded_at)
+        for camera_id, job_id, recorded_at in session.execute(
+            select(ranked.c.camera_id, ranked.c.id, ranked.c.recorded_at).where(ranked.c.rank == 1)
+        )
+    }
+    overview = []
+    for camera_id, camera_site, name, jobs in cameras:
+        job_id, recorded_at = latest.get(camera_id, (None, None))
+        overview.append(
+            CameraOverview(
+                site=camera_site,
+                camera=name,
+                jobs=int(jobs),
+                latest_job_id=job_id,
+                latest_recorded_at=recorded_at,
+                latest=None if job_id is None else report_repo.job_summary(session, job_id),
+            )
+        )
+    return overview
+
+
+def last_capture(session: Session, site: str, camera: str) -> datetime | None:
+    """When the last frame of the camera's succeeded jobs was captured."""
+    return session.scalar(
+        select(func.max(FrameStat.captured_at))
+        .join(Job, Job.id == FrameStat.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
+        .where(Job.status == JobStatus.SUCCEEDED, Camera.site == site, Camera.name == camera)
+    )
+
+
+def job_timeline(session: Session, job_id: str, points: int = 200) -> list[TimelinePoint]:
+    """The job's frames in at most ``points`` equal slices of its footage time, in order.
+
+    Slices without frames are left out. Binned here rather than in SQL: one job's frames
+    are few enough (an hour at 5 fps is 18 000 rows), and SQLite has no floor().
+    """
+    rows = session.execute(
+        select(FrameStat.timestamp_s, FrameStat.faces, FrameStat.masked)
+        .where(FrameStat.job_id == job_id)
+        .order_by(FrameStat.frame_index)
+    ).all()
+    if not rows:
+        return []
+    span = max(row[0] for row in rows)
+    width = max(span / points, 1e-9) if span > 0 else 1.0
+    bins: dict[int, list[int]] = {}
+    for timestamp_s, faces, masked in rows:
+        index = min(int(timestamp_s / width), points - 1)
+        totals = bins.setdefault(index, [0, 0])
+        totals[0] += faces
+        totals[1] += masked
+    return [
+        TimelinePoint(start_s=round(index * width, 3), faces=faces, masked=masked)
+        for index, (faces, masked) in sorted(bins.items())
+    ]
