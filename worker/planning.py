@@ -4,7 +4,7 @@ and the limits one upload's work must stay within (torch-free: the API checks th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from maskwatch.settings import Settings
 from worker.jobs import Segment
@@ -73,29 +73,26 @@ def plan_work(
     probed duration, which ``probe`` derived from its frame count.
 
     Args:
-        name: the file's name for errors (the user's own; ``info.path.name`` by default).
+        name: the file's name for errors (the user's own; ``info.name`` by default).
 
     Raises:
         InputError: the job would analyse more than ``max_duration_s`` of footage (samples
             over the analysed rate), hold more than ``max_duration_s * MAX_SOURCE_FPS``
             frames, or split into more than ``max_segments`` segments.
     """
-    name = name or info.path.name
+    name = name or info.name
     if info.kind == "image":
         return WorkPlan([Segment(0.0, None)], 1)
     assert info.fps is not None
     rate = min(settings.sample_fps, info.fps)  # frames analysed per second of footage
     max_samples = math.floor(limits.max_duration_s * rate)
-    try:
-        timeline = read_timeline(
-            info,
-            sample_fps=settings.sample_fps,
-            bucket_s=limits.segment_seconds,
-            max_frames=math.ceil(limits.max_duration_s * MAX_SOURCE_FPS),
-            max_samples=max_samples,
-        )
-    except InputError as exc:
-        raise type(exc)(str(exc).replace(info.path.name, name)) from exc
+    timeline = read_timeline(
+        replace(info, display_name=name),
+        sample_fps=settings.sample_fps,
+        bucket_s=limits.segment_seconds,
+        max_frames=math.ceil(limits.max_duration_s * MAX_SOURCE_FPS),
+        max_samples=max_samples,
+    )
     if timeline is None:
         ranges = plan_ranges(info.duration_s, limits.segment_seconds)
         samples = estimate_sample_count(info, settings.sample_fps)

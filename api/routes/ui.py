@@ -150,10 +150,14 @@ def sites(request: Request, session: SessionDep) -> HTMLResponse:
 def worst_periods(buckets: list[report_repo.Bucket], count: int = WORST_PERIODS) -> list[int]:
     """Indices of the ``count`` buckets with the lowest compliance (more non-compliant faces
     first on a tie), oldest first; buckets without faces are never worst."""
-    with_faces = [i for i, b in enumerate(buckets) if b.compliance_ratio is not None]
+    with_faces = [i for i, b in enumerate(buckets) if b.counts.compliance_ratio is not None]
     ranked = sorted(
         with_faces,
-        key=lambda i: (buckets[i].compliance_ratio, -(buckets[i].faces - buckets[i].masked), i),
+        key=lambda i: (
+            buckets[i].counts.compliance_ratio,
+            -(buckets[i].counts.faces - buckets[i].counts.masked),
+            i,
+        ),
     )
     return sorted(ranked[:count])
 
@@ -189,10 +193,10 @@ def camera_page(
     chart = {
         "labels": [iso_utc(b.start) for b in buckets],
         "compliance_percent": [
-            None if b.compliance_ratio is None else round(b.compliance_ratio * 100, 2)
+            None if b.counts.compliance_ratio is None else round(b.counts.compliance_ratio * 100, 2)
             for b in buckets
         ],
-        "faces": [b.faces for b in buckets],
+        "faces": [b.counts.faces for b in buckets],
         "worst": worst,
     }
     return _page(

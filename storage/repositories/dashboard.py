@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from maskwatch.core.counts import FaceCounts
 from storage.models import Camera, FrameStat, Job, JobStatus
 from storage.repositories import reports as report_repo
 
@@ -21,7 +22,7 @@ class CameraOverview:
     jobs: int
     latest_job_id: str | None
     latest_recorded_at: datetime | None
-    latest: report_repo.JobSummary | None
+    latest: FaceCounts | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ def read_timeline(
         TimeoutError: ffprobe took longer than ``timeout_s``.
     """
     if info.kind != "video" or info.fps is None:
-        raise ValueError(f"{info.path.name}: only a video has a timeline")
+        raise ValueError(f"{info.name}: only a video has a timeline")
     if bucket_s <= 0:
         raise ValueError("bucket_s must be > 0")
     fps = _fps_fraction(info.fps)
@@ -136,7 +136,7 @@ def read_timeline(
                 timeline.frames += 1
                 if timeline.frames > max_frames:
                     raise TooManyFrames(
-                        f"{info.path.name}: holds more than {max_frames} frames, more "
+                        f"{info.name}: holds more than {max_frames} frames, more "
                         "than a job may analyse; split it into shorter files"
                     )
                 if step is not None and not _is_sample(index, step):
@@ -158,12 +158,12 @@ def read_timeline(
                 proc.stdout.close()  # type: ignore[union-attr]
             proc.wait()
         if expired.is_set():
-            raise TimeoutError(f"{info.path.name}: listing frames took over {timeout_s:g} s")
+            raise TimeoutError(f"{info.name}: listing frames took over {timeout_s:g} s")
         if proc.returncode != 0 and not timeline.stopped_early:
             stderr.seek(0)
             lines = stderr.read().decode("utf-8", "replace").splitlines()
-            reason = _short_reason(lines, info.path)
-            raise DecodeError(f"{info.path.name}: not a readable video file ({reason})")
+            reason = _short_reason(lines, info.path, info.name)
+            raise DecodeError(f"{info.name}: not a readable video file ({reason})")
     return timeline if stamped else None
 
 
