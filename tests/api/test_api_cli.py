@@ -269,7 +269,7 @@ def test_jobs_cancel_then_delete(
     assert (again.exit_code, again.stderr) == (1, "error: 409 Conflict: job already cancelled\n")
 
     deleted = runner.invoke(cli, ["jobs", "delete", job_id, "--key", keys.north])
-    assert (deleted.exit_code, deleted.stderr) == (0, f"job {job_id} deleted\n")
+    assert (deleted.exit_code, deleted.stderr) == (0, f"deleted job {job_id}\n")
     assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
     gone = runner.invoke(cli, ["jobs", "show", job_id, "--key", keys.north])
     assert (gone.exit_code, gone.stderr) == (1, "error: 404 Not Found: job not found\n")
