@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobSegment, JobStatus, SegmentStatus, utcnow
-from storage.repositories import cameras as camera_repo
+from storage.models import JobSegment, JobStatus, SegmentStatus, utcnow
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
-from tests.db_support import BACKENDS, NO_POSTGRES, postgres_database
+from tests.db_support import BACKENDS, NO_POSTGRES, add_video_job, postgres_database
 from worker import segments
 from worker.jobs import Segment, SegmentOutcome
 from worker.pipeline.errors import InputError
@@ -92,15 +91,7 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionm
 def _running_job(factory: sessionmaker[Session], segment_count: int) -> str:
     """A running job with ``segment_count`` pending 4-second segments (committed)."""
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path="/nowhere/clip.mp4",
-            input_name="clip.mp4",
-            settings={"sample_fps": 1.0},
-        )
+        job = add_video_job(session, "/nowhere/clip.mp4", settings={"sample_fps": 1.0}, site="unit")
         job_repo.mark_running(session, job, frames_total=segment_count)
         ranges = [(4.0 * i, 4.0 * (i + 1)) for i in range(segment_count)]
         segment_repo.create_segments(session, job.id, ranges)
@@ -276,15 +267,7 @@ def test_two_segments_finishing_at_once_finalise_the_job_exactly_once(postgres_u
 
 def test_plan_job_fails_fast_on_a_missing_input(factory: sessionmaker[Session]) -> None:
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path="/nowhere/gone.mp4",
-            input_name="gone.mp4",
-            settings={},
-        )
+        job = add_video_job(session, "/nowhere/gone.mp4", site="unit")
         session.commit()
         with pytest.raises(InputError, match="gone.mp4: file not found"):
             segments.plan_job(session, job.id, 30)
@@ -360,15 +343,7 @@ def task_process(
 
 def _queued_job(factory: sessionmaker[Session], path: Path) -> str:
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(path),
-            input_name=path.name,
-            settings={"sample_fps": 2.0},
-        )
+        job = add_video_job(session, path, settings={"sample_fps": 2.0}, site="unit")
         session.commit()
         return job.id
 
