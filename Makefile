@@ -28,7 +28,7 @@ test-fast: setup
 lint: setup
 	ruff check .
 	mypy maskwatch worker storage api ml
-	lint-imports
+	PYTHONPATH=. lint-imports
 
 bench: setup
 	python scripts/bench.py

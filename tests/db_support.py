@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from storage.db import upgrade
+from storage.models import InputKind, Job
+from storage.repositories import cameras as camera_repo
+from storage.repositories import jobs as job_repo
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -59,3 +64,26 @@ def migrated_database(backend: str, sqlite_dir: Path, postgres_name: str) -> str
         url = postgres_database(postgres_name)
     upgrade(url)
     return url
+
+
+def add_video_job(
+    session: Session,
+    path: Path | str,
+    *,
+    settings: dict[str, Any] | None = None,
+    site: str = "test",
+    camera: str = "cam",
+    input_name: str | None = None,
+    **fields: Any,
+) -> Job:
+    """A queued video job on ``path`` at camera ``site``/``camera`` (not committed)."""
+    path = Path(path)
+    return job_repo.create_job(
+        session,
+        camera=camera_repo.get_or_create_camera(session, site, camera),
+        input_kind=InputKind.VIDEO,
+        input_path=str(path),
+        input_name=input_name or path.name,
+        settings=settings or {},
+        **fields,
+    )

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter importing torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter in which the lab and its extra cannot be imported.

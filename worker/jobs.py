@@ -161,15 +161,12 @@ def run_job(
             analyze_segment(session, job, models, on_progress=on_progress, info=info)
             finish_job(session, job)
             session.commit()
-        except InputError as exc:
-            session.rollback()
-            logger.info("job %s failed on its input: %s", job_id, exc)
-            job_repo.mark_failed(session, job, failure_reason(exc))
-            session.commit()
         except Exception as exc:
             session.rollback()
-            logger.exception("job %s failed", job_id)
             job_repo.mark_failed(session, job, failure_reason(exc))
             session.commit()
-            raise
+            if not isinstance(exc, InputError):  # bad input is the user's; anything else a bug
+                logger.exception("job %s failed", job_id)
+                raise
+            logger.info("job %s failed on its input: %s", job_id, exc)
         return job

@@ -9,22 +9,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import FaceCounts
+from maskwatch.core.records import FrameCounts
 from storage.models import Job
 from storage.repositories import reports as report_repo
 
 MOMENT_GAP_S = 2.0
-
-
-@dataclass(frozen=True)
-class Moment:
-    """A frame worth looking at: many faces without a mask."""
-
-    frame_index: int
-    timestamp_s: float
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
 
 
 @dataclass(frozen=True)
@@ -36,7 +25,7 @@ class JobReport:
     status: str
     error: str | None
     counts: FaceCounts
-    worst_moments: list[Moment] = field(default_factory=list)
+    worst_moments: list[FrameCounts] = field(default_factory=list)  # many faces without a mask
     settings: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
 
@@ -77,14 +66,16 @@ class Report:
 
 def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
     counts = report_repo.job_summary(session, job.id)
-    moments: list[Moment] = []
+    moments: list[FrameCounts] = []
     # Neighbouring frames of one bad scene are alike: list moments at least MOMENT_GAP_S apart.
     for f in report_repo.worst_frames(session, job.id, limit=worst * 50):
         if len(moments) == worst or f.unmasked + f.incorrect == 0:
             break
         if all(abs(f.timestamp_s - m.timestamp_s) >= MOMENT_GAP_S for m in moments):
             moments.append(
-                Moment(f.frame_index, f.timestamp_s, f.faces, f.masked, f.unmasked, f.incorrect)
+                FrameCounts(
+                    f.frame_index, f.timestamp_s, f.faces, f.masked, f.unmasked, f.incorrect
+                )
             )
     duration = None
     if job.started_at is not None and job.finished_at is not None:

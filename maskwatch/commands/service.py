@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.commands.remote import API_OPTION, KEY_OPTION, connected, print_json
 from maskwatch.runtime import SetupError, open_database
@@ -28,6 +29,15 @@ FILE_ARGUMENT = typer.Argument(
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _key_sessions(db: str | None) -> sessionmaker[Session]:
+    """Sessions on ``db`` or the configured database (the embedded SQLite file is migrated)."""
+    url = db or get_settings().database_url
+    try:
+        return open_database(url, auto_upgrade=url.startswith("sqlite"))
+    except SetupError as exc:
+        _fail(str(exc), 2)
 
 
 def serve(
@@ -76,11 +86,7 @@ def keys_create(
         _fail("--site and --admin exclude each other", 2)
     if site is not None and not site.strip():
         _fail("--site must not be empty", 2)
-    url = db or get_settings().database_url
-    try:
-        session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
-    except SetupError as exc:
-        _fail(str(exc), 2)
+    session_factory = _key_sessions(db)
     with session_factory() as session:
         api_key, plaintext = key_repo.create_api_key(session, name=name, site=site, is_admin=admin)
         session.commit()
@@ -94,11 +100,7 @@ def keys_revoke(
     key_id: int = typer.Argument(..., help="The key's id."), db: str = DB_OPTION
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    url = db or get_settings().database_url
-    try:
-        session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
-    except SetupError as exc:
-        _fail(str(exc), 2)
+    session_factory = _key_sessions(db)
     with session_factory() as session:
         api_key = session.get(ApiKey, key_id)
         if api_key is None:

@@ -19,8 +19,8 @@ class FaceRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class FrameRecord:
-    """Counts and faces for one analysed frame; timestamp_s is seconds from the footage start."""
+class FrameCounts:
+    """Face counts of one analysed frame; timestamp_s is seconds from the footage start."""
 
     frame_index: int
     timestamp_s: float
@@ -28,4 +28,10 @@ class FrameRecord:
     masked: int
     unmasked: int
     incorrect: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord(FrameCounts):
+    """One analysed frame as the pipeline hands it to storage: its counts and its faces."""
+
     detections: list[FaceRecord] = field(default_factory=list)

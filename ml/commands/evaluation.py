@@ -33,25 +33,16 @@ def parse_thresholds(value: str | None) -> tuple[float, float, float] | None:
     return parts[0], parts[1], parts[2]
 
 
+def _folder(metavar: str, help_text: str) -> Any:
+    """A command-line argument naming a folder that must exist."""
+    return typer.Argument(metavar=metavar, exists=True, file_okay=False, help=help_text)
+
+
 def evaluate_scenes(
     annotations_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="ANNOTATIONS_DIR",
-            exists=True,
-            file_okay=False,
-            help="Folder of Pascal VOC .xml files.",
-        ),
+        Path, _folder("ANNOTATIONS_DIR", "Folder of Pascal VOC .xml files.")
     ],
-    images_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="IMAGES_DIR",
-            exists=True,
-            file_okay=False,
-            help="Folder of the images they describe.",
-        ),
-    ],
+    images_dir: Annotated[Path, _folder("IMAGES_DIR", "Folder of the images they describe.")],
     split_file: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="Evaluate only the scene ids listed here."),

@@ -19,10 +19,8 @@ from api.app import create_app
 from api.deps import LazyModels
 from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
-from storage.db import make_engine
-from storage.models import InputKind, Job, JobStatus
+from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
-from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from tests.api.api_support import (
@@ -32,7 +30,7 @@ from tests.api.api_support import (
     ModelLoader,
     Queue,
 )
-from tests.db_support import migrated_database
+from tests.db_support import add_video_job, migrated_database
 
 MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
 MAX_CLASSIFY_BYTES = 128 * 1024
@@ -42,13 +40,6 @@ MAX_CLASSIFY_BYTES = 128 * 1024
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database migrated to head once per session, one per backend."""
     return migrated_database(request.param, tmp_path_factory.mktemp("apidb"), POSTGRES_DATABASE)
-
-
-@pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -163,14 +154,13 @@ def make_job(session: Session) -> Callable[..., Job]:
         recorded_at: datetime = datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
         error: str = "boom",
     ) -> Job:
-        cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
-        job = job_repo.create_job(
+        job = add_video_job(
             session,
-            camera=cam,
-            input_kind=InputKind.VIDEO,
-            input_path="/nonexistent/in.mp4",
+            "/nonexistent/in.mp4",
             input_name="entrance.mp4",
             settings={"sample_fps": 5.0},
+            site=site,
+            camera=camera,
             recorded_at=recorded_at,
         )
         if status is not JobStatus.QUEUED:

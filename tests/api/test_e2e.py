@@ -29,8 +29,7 @@ from maskwatch.core.counts import FaceCounts
 from maskwatch.core.labels import MASK_LABELS
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobStatus
-from storage.repositories import cameras as camera_repo
+from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from worker.jobs import run_job
@@ -42,6 +41,7 @@ if str(REPO_ROOT) not in sys.path:  # ml.footage is imported from the repository
 
 from ml.footage import make_composition_video, render_composition  # noqa: E402
 from tests.api.api_support import postgres_database  # noqa: E402
+from tests.db_support import add_video_job  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -233,14 +233,8 @@ def reference_summary(stack: Stack, video: Path, checkpoint: Path) -> FaceCounts
     try:
         factory = make_session_factory(engine)
         with factory() as session:
-            camera = camera_repo.get_or_create_camera(session, "reference", "local")
-            job_id = job_repo.create_job(
-                session,
-                camera=camera,
-                input_kind=InputKind.VIDEO,
-                input_path=str(video),
-                input_name=video.name,
-                settings=analysis.to_dict(),
+            job_id = add_video_job(
+                session, video, settings=analysis.to_dict(), site="reference", camera="local"
             ).id
             session.commit()
         run_job(factory, job_id, load_models(analysis, checkpoint, "cpu", threads=1))

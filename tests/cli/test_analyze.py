@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -27,6 +28,7 @@ def run_analyze(runner: CliRunner, db_url: str, *args: str) -> tuple[int, dict]:
     return result.exit_code, report
 
 
+@pytest.mark.slow
 def test_counts_per_second_reach_the_database_and_report(
     runner: CliRunner, db_url: str, composition_video: Path, session_for
 ) -> None:
@@ -67,6 +69,7 @@ def test_counts_per_second_reach_the_database_and_report(
         assert (stored.frames_done, stored.frames_total) == (8, 8)
 
 
+@pytest.mark.slow
 def test_fast_runs_the_single_detector_and_the_job_records_it(
     runner: CliRunner, db_url: str, composition_video: Path, session_for
 ) -> None:
@@ -82,6 +85,7 @@ def test_fast_runs_the_single_detector_and_the_job_records_it(
         assert stored.settings["detector_weights"] == "mtcnn_finetuned.pt"
 
 
+@pytest.mark.slow
 def test_the_default_job_records_the_merged_detector(
     runner: CliRunner, db_url: str, tmp_path: Path, session_for
 ) -> None:
@@ -97,6 +101,7 @@ def test_the_default_job_records_the_merged_detector(
         assert stored.settings["mirror_faces"] is True
 
 
+@pytest.mark.slow
 def test_human_report_names_the_numbers(
     runner: CliRunner, db_url: str, composition_video: Path
 ) -> None:
@@ -139,6 +144,7 @@ def test_text_file_named_mp4(runner, db_url, session_for, tmp_path: Path) -> Non
     assert_fails(runner, db_url, session_for, fake, "notes.mp4")
 
 
+@pytest.mark.slow
 def test_truncated_video(runner, db_url, session_for, composition_video, tmp_path) -> None:
     cut = make_truncated_copy(composition_video, tmp_path / "cut.mp4", 0.6)
     assert_fails(runner, db_url, session_for, cut, "cut.mp4")
@@ -150,6 +156,7 @@ def test_image_too_small_for_the_detector(runner, db_url, session_for, tmp_path)
     assert_fails(runner, db_url, session_for, tiny, "too small")
 
 
+@pytest.mark.slow
 def test_video_without_faces_succeeds_with_zero_faces(
     runner, db_url, session_for, tmp_path
 ) -> None:
@@ -170,6 +177,7 @@ def test_video_without_faces_succeeds_with_zero_faces(
     assert "nobody appears: no faces in the 15 frame(s) analysed" in table.output
 
 
+@pytest.mark.slow
 def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -> None:
     folder = tmp_path / "drop"
     folder.mkdir()
@@ -190,6 +198,7 @@ def test_folder_with_good_and_bad_files(runner, db_url, session_for, tmp_path) -
     assert report["totals"]["faces"] == 3
 
 
+@pytest.mark.slow
 def test_hostile_file_name_is_analysed_as_a_file(
     runner, db_url, composition_video, tmp_path
 ) -> None:

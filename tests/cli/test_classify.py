@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from maskwatch.cli import app
 from ml.footage import render_composition
+
+pytestmark = pytest.mark.slow  # real models over images or video
 
 
 def test_json_lines_give_boxes_labels_and_scores(runner: CliRunner, tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import FaceDetection, FrameStat, InputKind, Job, JobSegment, JobStatus
-from storage.repositories import cameras as camera_repo
+from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus
 from storage.repositories import jobs as job_repo
+from tests.db_support import add_video_job
 from tests.polling import wait_for
 from worker.pipeline.analyze import AnalysisSettings
 
@@ -260,15 +260,8 @@ def create_job(
 ) -> str:
     """A queued video job on ``path`` (committed); returns its id."""
     with session_factory() as session:
-        cam = camera_repo.get_or_create_camera(session, "dist-test", camera)
-        job = job_repo.create_job(
-            session,
-            camera=cam,
-            input_kind=InputKind.VIDEO,
-            input_path=str(path),
-            input_name=path.name,
-            settings=AnalysisSettings(sample_fps=sample_fps).to_dict(),
-        )
+        settings = AnalysisSettings(sample_fps=sample_fps).to_dict()
+        job = add_video_job(session, path, settings=settings, site="dist-test", camera=camera)
         session.commit()
         return job.id
 

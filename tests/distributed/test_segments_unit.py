@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobSegment, JobStatus, SegmentStatus, utcnow
-from storage.repositories import cameras as camera_repo
+from storage.models import JobSegment, JobStatus, SegmentStatus, utcnow
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import segments as segment_repo
-from tests.db_support import BACKENDS, NO_POSTGRES, postgres_database
+from tests.db_support import BACKENDS, NO_POSTGRES, add_video_job, postgres_database
 from worker import planning, segments
 from worker.jobs import Segment, SegmentOutcome
 from worker.pipeline.errors import InputError
@@ -54,21 +53,13 @@ def test_plan_ranges_refuses_a_non_positive_length() -> None:
         planning.plan_ranges(10.0, 0)
 
 
-def test_celery_app_is_configured_for_idempotent_late_acknowledged_tasks() -> None:
+def test_bad_input_is_never_retried() -> None:
     import worker.tasks  # noqa: F401  (registers the tasks)
     from worker.celery_app import app
 
-    conf = app.conf
-    assert {"analysis.start_job", "analysis.process_segment"} <= set(app.tasks)
-    assert conf.task_acks_late and conf.task_reject_on_worker_lost
-    assert conf.worker_prefetch_multiplier == 1
-    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
-    assert conf.broker_connection_retry_on_startup
-    timeout = conf.broker_transport_options["visibility_timeout"]
-    assert timeout > conf.task_time_limit > conf.task_soft_time_limit
-    task = app.tasks["analysis.process_segment"]
-    assert task.max_retries == 5 and task.retry_backoff
-    assert InputError not in task.autoretry_for
+    for name in ("analysis.start_job", "analysis.process_segment"):
+        retried = app.tasks[name].autoretry_for
+        assert not any(issubclass(InputError, kind) for kind in retried), name
 
 
 def test_settings_refuse_a_visibility_timeout_shorter_than_a_task() -> None:
@@ -101,15 +92,7 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionm
 def _running_job(factory: sessionmaker[Session], segment_count: int) -> str:
     """A running job with ``segment_count`` pending 4-second segments (committed)."""
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path="/nowhere/clip.mp4",
-            input_name="clip.mp4",
-            settings={"sample_fps": 1.0},
-        )
+        job = add_video_job(session, "/nowhere/clip.mp4", settings={"sample_fps": 1.0}, site="unit")
         job_repo.mark_running(session, job, frames_total=segment_count)
         ranges = [(4.0 * i, 4.0 * (i + 1)) for i in range(segment_count)]
         segment_repo.create_segments(session, job.id, ranges)
@@ -281,15 +264,7 @@ def test_two_segments_finishing_at_once_finalise_the_job_exactly_once(postgres_u
 
 def test_plan_job_fails_fast_on_a_missing_input(factory: sessionmaker[Session]) -> None:
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path="/nowhere/gone.mp4",
-            input_name="gone.mp4",
-            settings={},
-        )
+        job = add_video_job(session, "/nowhere/gone.mp4", site="unit")
         session.commit()
         with pytest.raises(InputError, match="gone.mp4: file not found"):
             segments.plan_job(session, job.id, LIMITS)
@@ -367,15 +342,7 @@ def task_process(
 
 def _queued_job(factory: sessionmaker[Session], path: Path) -> str:
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(path),
-            input_name=path.name,
-            settings={"sample_fps": 2.0},
-        )
+        job = add_video_job(session, path, settings={"sample_fps": 2.0}, site="unit")
         session.commit()
         return job.id
 

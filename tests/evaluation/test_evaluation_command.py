@@ -15,6 +15,8 @@ from maskwatch.settings import get_settings
 from ml.commands import evaluation
 from worker.pipeline.classify import Checkpoint, CropPreset, MaskCNN
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

@@ -10,6 +10,8 @@ from maskwatch.runtime import analysis_settings, models_for
 from maskwatch.settings import DEFAULT_CHECKPOINT, Settings
 from worker.pipeline.classify import Checkpoint, CNNMaskClassifier
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 CPU = torch.device("cpu")
 
 
@@ -43,7 +45,6 @@ def test_mirrored_reading_is_the_mean_of_the_face_and_its_mirror_image(shipped: 
 
     mirrored = CNNMaskClassifier(shipped, CPU).classify(frame, boxes)
     np.testing.assert_allclose(mirrored.probabilities, (as_is + flipped) / 2, atol=1e-5)
-    np.testing.assert_allclose(mirrored.probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_mirrored_reading_does_not_change_when_the_frame_is_mirrored(shipped: Checkpoint) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from maskwatch.core.analysis import AnalysisSettings, DetectorConfig
 from worker.pipeline.config import check_analysable
-from worker.pipeline.decode import MediaInfo
+from worker.pipeline.decode import MediaInfo, probe
 from worker.pipeline.errors import InputError
 
 
@@ -43,30 +44,23 @@ def test_settings_round_trip_through_the_job_row() -> None:
         assert AnalysisSettings.from_dict(stored).mirror_faces is mirror
 
 
-def image(width: int, height: int) -> MediaInfo:
-    return MediaInfo(
-        path=Path("/srv/x/cam.png"),
-        kind="image",
-        width=width,
-        height=height,
-        fps=None,
-        duration_s=None,
-        start_s=0.0,
-        codec="png",
-        demuxer="png_pipe",
-    )
+def image(folder: Path, width: int, height: int) -> MediaInfo:
+    """A real grey PNG of that size, probed as an upload is."""
+    path = folder / "cam.png"
+    Image.new("RGB", (width, height), (128, 128, 128)).save(path)
+    return probe(path)
 
 
 @pytest.mark.parametrize(
     ("width", "height", "ok"), [(12, 12, False), (19, 400, False), (20, 20, True), (640, 360, True)]
 )
-def test_check_analysable(width: int, height: int, ok: bool) -> None:
+def test_check_analysable(tmp_path: Path, width: int, height: int, ok: bool) -> None:
     settings = AnalysisSettings(min_face_size=20)
     if ok:
-        check_analysable(image(width, height), settings)
+        check_analysable(image(tmp_path, width, height), settings)
     else:
         with pytest.raises(InputError, match=r"^cam\.png: .* too small"):
-            check_analysable(image(width, height), settings)
+            check_analysable(image(tmp_path, width, height), settings)
 
 
 @pytest.mark.parametrize(

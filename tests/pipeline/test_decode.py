@@ -306,6 +306,7 @@ def test_sampling_picks_the_nearest_frame_for_a_fractional_step(clips: dict[str,
     assert [ts for _, ts, _ in sampled] == [0.0, 0.3, 0.7, 1.0, 1.3, 1.7]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("container", ["mp4", "ts", "ntsc"])
 @pytest.mark.parametrize("sample_fps", [2.0, 3.0, None])
 def test_segments_decode_exactly_like_the_whole_file(

@@ -26,6 +26,8 @@ from worker.pipeline.detect import (
 )
 from worker.pipeline.types import Detections
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 SCENES = Path(__file__).resolve().parents[1] / "evaluation" / "fixtures" / "images"
 CPU = torch.device("cpu")
 

@@ -19,6 +19,8 @@ from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
 from worker.pipeline.classify import CNNMaskClassifier
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 FAST = AnalysisSettings(detector_weights="mtcnn_finetuned.pt")
 
 

@@ -14,6 +14,8 @@ from maskwatch.core.analysis import DetectorConfig
 from worker.pipeline.detect import MergedDetector, MTCNNDetector, build_detector, weights_names
 from worker.pipeline.types import Detections
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 SCENES = Path(__file__).resolve().parents[1] / "evaluation" / "fixtures" / "images"
 SCENE = SCENES / "maksssksksss523.jpg"
 

@@ -14,6 +14,8 @@ from maskwatch.settings import Settings
 from ml.footage import render_composition
 from worker.pipeline.detect import build_detector, is_monochrome
 
+pytestmark = pytest.mark.slow  # real models over images or video
+
 CPU = torch.device("cpu")
 
 

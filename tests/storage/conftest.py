@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from maskwatch.core.records import FaceRecord, FrameRecord
-from storage.db import make_engine
 from storage.models import Camera, InputKind, Job, JobStatus
 from storage.repositories.cameras import get_or_create_camera
 from storage.repositories.jobs import (
@@ -40,13 +39,6 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'scratch' / 'maskwatch.sqlite3'}"
     return postgres_database(POSTGRES_SCRATCH_DATABASE, recreate=True)
-
-
-@pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from maskwatch.cli import app
 from worker.pipeline.classify import Checkpoint, CNNMaskClassifier, CropPreset, MaskCNN
+
+pytestmark = pytest.mark.slow  # training
 
 CLASSES = ("with_mask", "without_mask", "not_face")
 

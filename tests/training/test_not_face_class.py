@@ -64,6 +64,7 @@ def _crops(root: Path, seed: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_train_a_classifier_with_a_not_face_class(tmp_path: Path) -> None:
     train_dir = _crops(tmp_path / "train", 0)
     out = tmp_path / "mask_cnn.pt"
@@ -77,6 +78,7 @@ def test_train_a_classifier_with_a_not_face_class(tmp_path: Path) -> None:
     assert checkpoint.metrics["val"]["count"] == 18
 
 
+@pytest.mark.slow
 def test_unshipped_architectures_are_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [
         "train", str(_crops(tmp_path / "train", 0)), "--out", str(tmp_path / "m.pt"),
@@ -102,6 +104,7 @@ def fixture_scenes(tmp_path: Path, train: list[str], val: list[str]) -> Path:
     return splits
 
 
+@pytest.mark.slow
 def test_prepare_cuts_detected_faces_with_their_ground_truth_class(tmp_path: Path) -> None:
     """kaggle_detected: the real detector's boxes on two real scenes, labelled by their GT."""
     import json
@@ -143,6 +146,7 @@ def test_frame_record_counts_no_not_face_boxes() -> None:
     assert record.detections[0].score == pytest.approx(0.99 * 0.6, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_prepare_data_cuts_with_the_detector_weights_asked_for(tmp_path: Path) -> None:
     import hashlib
     import json

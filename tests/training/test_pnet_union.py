@@ -65,6 +65,7 @@ def _detect(weights: str | None, frame: np.ndarray) -> np.ndarray:
     return MTCNNDetector(config, torch.device("cpu")).detect([frame])[0].xyxy
 
 
+@pytest.mark.slow
 def test_union_of_a_pnet_with_itself_detects_what_it_detects(tmp_path: Path) -> None:
     """Wiring check on a real scene: joining the stock PNet to a copy of itself changes nothing,
     and the file loads as a union without nesting when loaded twice."""
@@ -102,6 +103,7 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_train_detector_pnet_union_keeps_the_first_pnet(shared_dir: Path, tmp_path: Path) -> None:
     from facenet_pytorch import MTCNN
     from typer.testing import CliRunner
@@ -133,6 +135,7 @@ def test_train_detector_pnet_union_keeps_the_first_pnet(shared_dir: Path, tmp_pa
     assert len(_detect(str(out), frame)) >= 1
 
 
+@pytest.mark.slow
 def test_train_detector_keeps_a_union_it_does_not_train(shared_dir: Path, tmp_path: Path) -> None:
     """An init file with a second ONet: training PNet saves that ONet pair as it was (loadable),
     and retraining ONet itself is refused rather than training two nets as one."""
@@ -169,6 +172,7 @@ def test_train_detector_keeps_a_union_it_does_not_train(shared_dir: Path, tmp_pa
     assert isinstance(target.onet, UnionNet) and not isinstance(target.pnet, UnionNet)
 
 
+@pytest.mark.slow
 def test_train_detector_trains_on_some_grey_crops_and_records_it(
     shared_dir: Path, tmp_path: Path
 ) -> None:

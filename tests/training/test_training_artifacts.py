@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
-from maskwatch.core.labels import CLASS_NOT_FACE, MASK_LABELS
+from maskwatch.core.labels import CLASS_NOT_FACE, MASK_LABELS, Label
+from ml.footage import face_paths
 from ml.training.prepare import DEFAULT_SPLITS_DIR
 from worker.pipeline.classify import Checkpoint, CNNMaskClassifier
+
+pytestmark = pytest.mark.slow  # the shipped classifier on faces
 
 SHIPPED = Path(__file__).resolve().parents[2] / "worker" / "models" / "mask_cnn.pt"
 
@@ -31,8 +36,11 @@ def test_shipped_checkpoint_classifies_faces():
     assert "kaggle/train" in checkpoint.training["data_dirs"]
     assert "kaggle/val" not in checkpoint.training["data_dirs"]
     classifier = CNNMaskClassifier(checkpoint, torch.device("cpu"))
-    frame = np.full((120, 160, 3), 128, np.uint8)
-    labels = classifier.classify(frame, np.array([[10, 10, 40, 40], [60, 20, 120, 80]],
-                                                 np.float32))
-    assert labels.probabilities.shape == (2, 4)
-    np.testing.assert_allclose(labels.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # The committed faces (ml/faces), each boxed inside its own photo: read as their folder.
+    for kind in (Label.WITH_MASK, Label.WITHOUT_MASK):
+        for path in face_paths(kind):
+            photo = np.array(Image.open(path).convert("RGB"))
+            height, width = photo.shape[:2]
+            box = np.array([[0.12 * width, 0.12 * height, 0.88 * width, 0.88 * height]],
+                           np.float32)
+            assert classifier.classify(photo, box).labels == [kind], path.name

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from maskwatch.cli import app
 from worker.pipeline.classify import Checkpoint
 
+pytestmark = pytest.mark.slow  # training
+
 CLASSES = ("with_mask", "without_mask", "incorrect_mask")
 SIDES = (14, 30, 60, 100)  # crop sides -> face sizes 10.8, 23, 46, 77 px: one per size slice
 
@@ -88,7 +90,6 @@ def test_evaluate_json_report(trained):
     assert {name: part["count"] for name, part in sizes.items()} == {
         "<16": 3, "16-32": 3, "32-64": 3, ">=64": 3}
     assert report["slices"]["colour"]["greyscale"]["count"] == 3
-    assert 0.0 <= report["ece"] <= 1.0
     # the report the checkpoint stores is the one evaluate reproduces
     stored = Checkpoint.load(checkpoint_path).metrics["val"]
     assert stored["confusion_matrix"] == report["confusion_matrix"]
