@@ -121,13 +121,15 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
     elif site is None:
         raise unprocessable("form field 'site' is required for a key not limited to one site")
     raw_time = fields.get("recorded_at")
-    recorded_at = None if raw_time is None else parse_instant(raw_time, "recorded_at")
-    earliest, latest = RECORDED_AT_RANGE
-    if recorded_at is not None and not earliest <= recorded_at < latest:
-        raise unprocessable(
-            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
-            f"got {raw_time[:40]!r}"
-        )
+    recorded_at = None
+    if raw_time is not None:
+        recorded_at = parse_instant(raw_time, "recorded_at")
+        earliest, latest = RECORDED_AT_RANGE
+        if not earliest <= recorded_at < latest:
+            raise unprocessable(
+                "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+                f"got {raw_time[:40]!r}"
+            )
     detector = fields.get("detector")
     if detector is not None and detector not in DETECTORS:
         raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -60,3 +61,24 @@ def test_unexpected_errors_are_500_without_details(
 def test_unknown_routes_answer_json(client: TestClient) -> None:
     response = client.get("/v2/nothing")
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/jobs", "GET, POST"),
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("OPTIONS", "/v1/jobs/0123456789abcdef0123456789abcdef", "DELETE, GET"),
+        ("PATCH", "/v1/jobs/0123456789abcdef0123456789abcdef", "DELETE, GET"),
+        ("OPTIONS", "/v1/jobs/0123456789abcdef0123456789abcdef/frames", "GET"),
+        ("OPTIONS", "/v1/classify", "POST"),
+        ("DELETE", "/healthz", "GET"),
+    ],
+)
+def test_405_lists_every_method_of_the_path(
+    client: TestClient, keys: Keys, method: str, path: str, allow: str
+) -> None:
+    response = client.request(method, path, headers=bearer(keys.admin))
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.json() == {"detail": "Method Not Allowed"}
