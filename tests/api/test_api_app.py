@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,31 @@ def test_405_lists_every_method_of_the_path(
     assert response.status_code == 405
     assert response.headers["allow"] == allow
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_openapi_declares_the_400_and_the_form_constraints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/jobs", "/v1/classify"):
+        operation = spec["paths"][path]["post"]
+        assert "400" in operation["responses"], f"malformed multipart to {path} gets a 400"
+        form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["additionalProperties"] is False  # unknown fields are refused (422)
+    form = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    properties = form["schema"]["properties"]
+    for name in ("camera", "site"):
+        assert (properties[name]["minLength"], properties[name]["maxLength"]) == (1, 100)
+        pattern = re.compile(properties[name]["pattern"])
+        assert pattern.match("gate 3") and pattern.match(" north ")
+        assert not pattern.match("   ") and not pattern.match("ga\nte")
+    assert properties["detector"]["enum"] == ["accurate", "fast"]
+    assert "1970-01-01T00:00:00Z" in properties["recorded_at"]["description"]
+
+
+def test_malformed_multipart_gets_the_documented_400(client: TestClient, keys: Keys) -> None:
+    response = client.post(
+        "/v1/jobs",
+        headers={**bearer(keys.admin), "content-type": "multipart/form-data; boundary=xyz"},
+        content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "malformed multipart body: a part has no name"}
