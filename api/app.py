@@ -8,8 +8,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from worker.pipeline.analyze import Models
 
 logger = logging.getLogger(__name__)
+
+ROUTERS = (health.router, jobs.router, reports.router, classify.router, alerts.router)
 
 
 def default_enqueue(job_id: str) -> None:
@@ -92,14 +98,36 @@ def create_app(
         cancel=cancel or default_cancel,
         models=models or LazyModels(_load_models(settings)),
     )
-    for module in (health, jobs, reports, classify, alerts):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     ui.install(app)
     app.state.metrics = ApiMetrics()
     app.include_router(metrics_router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     return app
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (a path can have several
+    routes: GET and DELETE /v1/jobs/{job_id} are two)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, with a 405's Allow header listing all of the path's methods
+    (Starlette names only those of the first route whose path matched)."""
+    assert isinstance(exc, StarletteHTTPException)
+    response = await http_exception_handler(request, exc)
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

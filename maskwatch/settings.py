@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS, AnalysisSettings
+from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS, MAX_SAMPLE_FPS, AnalysisSettings
 
 NULLS = ("null", "none", "")  # what turns an optional setting off in the environment
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "worker" / "models" / "mask_cnn.pt"
@@ -178,8 +178,8 @@ class Settings(BaseSettings):
     @field_validator("sample_fps")
     @classmethod
     def _positive_fps(cls, value: float) -> float:
-        if not 0 < value <= 120:
-            raise ValueError("sample_fps must be in (0, 120]")
+        if not 0 < value <= MAX_SAMPLE_FPS:
+            raise ValueError(f"sample_fps must be in (0, {MAX_SAMPLE_FPS:g}]")
         return value
 
     @field_validator("max_upload_bytes", "max_classify_bytes")

@@ -29,6 +29,7 @@ CLASSIFY_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
@@ -69,7 +70,7 @@ def classify_upload(svc: Services, upload: Upload) -> ClassifyOut:
     "",
     response_model=ClassifyOut,
     openapi_extra=CLASSIFY_BODY,
-    responses=documented(401, 413, 415, 422, 503),
+    responses=documented(400, 401, 413, 415, 422, 503),
 )
 async def classify(request: Request, caller: CallerDep) -> ClassifyOut:
     """Find every face in one image and say whether it wears a mask (nothing is stored)."""

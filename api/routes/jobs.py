@@ -52,6 +52,15 @@ RECORDED_AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzin
 
 NOT_FOUND = "job not found"
 
+# A camera or site name as form_name accepts it: 1-100 characters once stripped, at least
+# one of them visible, no control characters.
+FORM_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_CHARS,
+    "pattern": r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+}
+
 # The body is parsed by api.uploads (streamed to disk), so FastAPI cannot infer it: describe it.
 SUBMIT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -61,17 +70,16 @@ SUBMIT_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file", "camera"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": "a video or an image",
                         },
-                        "camera": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
+                        "camera": FORM_NAME_SCHEMA,
                         "site": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": MAX_NAME_CHARS,
+                            **FORM_NAME_SCHEMA,
                             "description": "required unless the key is limited to a site",
                         },
                         "recorded_at": {
@@ -123,13 +131,15 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
     elif site is None:
         raise unprocessable("form field 'site' is required for a key not limited to one site")
     raw_time = fields.get("recorded_at")
-    recorded_at = None if raw_time is None else parse_instant(raw_time, "recorded_at")
-    earliest, latest = RECORDED_AT_RANGE
-    if recorded_at is not None and not earliest <= recorded_at < latest:
-        raise unprocessable(
-            "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
-            f"got {raw_time[:40]!r}"
-        )
+    recorded_at = None
+    if raw_time is not None:
+        recorded_at = parse_instant(raw_time, "recorded_at")
+        earliest, latest = RECORDED_AT_RANGE
+        if not earliest <= recorded_at < latest:
+            raise unprocessable(
+                "recorded_at must be from 1970-01-01T00:00:00Z up to 2100-01-01T00:00:00Z, "
+                f"got {raw_time[:40]!r}"
+            )
     detector = fields.get("detector")
     if detector is not None and detector not in DETECTORS:
         raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")
@@ -201,7 +211,7 @@ def accept_job(session: Session, svc: Services, caller: Caller, upload: Upload) 
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
     openapi_extra=SUBMIT_BODY,
-    responses=documented(401, 403, 413, 415, 422, 503),
+    responses=documented(400, 401, 403, 413, 415, 422, 503),
 )
 async def submit_job(
     request: Request, response: Response, caller: CallerDep, session: SessionDep

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -61,13 +62,11 @@ def analyze(
         )
         session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
     except (SetupError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _usage_error(console, str(exc)) from exc
 
     inputs = expand_inputs(paths)
     if not inputs:
-        console.print("[red]error:[/red] no input files found")
-        raise typer.Exit(2)
+        raise _usage_error(console, "no input files found")
     with session_factory() as session:
         cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
         job_ids = [
@@ -88,8 +87,7 @@ def analyze(
     try:
         models = models_for(settings, analysis)
     except SetupError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _usage_error(console, str(exc)) from exc
 
     with Progress(
         TextColumn("{task.description}"),
@@ -122,6 +120,12 @@ def analyze(
         render_report(console, report)
     if any(j.status != JobStatus.SUCCEEDED.value for j in report.jobs):
         raise typer.Exit(1)
+
+
+def _usage_error(console: Console, message: str) -> typer.Exit:
+    """Print ``message`` as one line (never wrapped, never read as markup); exit status 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

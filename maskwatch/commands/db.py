@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from maskwatch.runtime import SetupError, database_access
 from maskwatch.settings import get_settings
 from storage.db import current_revision, upgrade
 
@@ -17,14 +18,26 @@ def db_upgrade(
 ) -> None:
     """Apply migrations up to REVISION."""
     url = db or get_settings().database_url
-    upgrade(url, revision)
-    typer.echo(f"database at revision {current_revision(url)}")
+    try:
+        with database_access(url):
+            upgrade(url, revision)
+            typer.echo(f"database at revision {current_revision(url)}")
+    except SetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @db_app.command("current")
 def db_current(db: str = typer.Option(None, help="Database URL.")) -> None:
     """Print the schema revision the database is at."""
-    typer.echo(current_revision(db or get_settings().database_url) or "empty (no migrations)")
+    url = db or get_settings().database_url
+    try:
+        with database_access(url):
+            revision = current_revision(url)
+    except SetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(revision or "empty (no migrations)")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+MAX_SAMPLE_FPS = 120.0  # frames analysed per second of footage, at most
 MAX_AUTO_UPSCALE = 2.0  # frames are never enlarged more than this automatically
 # Two MTCNNs, boxes merged (worker/pipeline/detect.py, MergedDetector): our fine-tuned RNet/ONet
 # behind the stock PNet, and a second detector tuned for masked faces. "mtcnn_finetuned.pt"
@@ -33,6 +34,15 @@ class AnalysisSettings:
     mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
     mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
     mono_face_threshold: float | None = MONO_FACE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        # Checked where a job's settings are made, so that a bad rate is refused at the
+        # door instead of failing the stored job later ("nan" passes most comparisons).
+        if not 0 < self.sample_fps <= MAX_SAMPLE_FPS:
+            raise ValueError(
+                f"sample_fps must be more than 0 and at most {MAX_SAMPLE_FPS:g} frames per "
+                f"second, got {self.sample_fps}"
+            )
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -64,3 +66,52 @@ def test_unexpected_errors_are_500_without_details(
 def test_unknown_routes_answer_json(client: TestClient) -> None:
     response = client.get("/v2/nothing")
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/jobs", "GET, POST"),
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("OPTIONS", "/v1/jobs/0123456789abcdef0123456789abcdef", "DELETE, GET"),
+        ("PATCH", "/v1/jobs/0123456789abcdef0123456789abcdef", "DELETE, GET"),
+        ("OPTIONS", "/v1/jobs/0123456789abcdef0123456789abcdef/frames", "GET"),
+        ("OPTIONS", "/v1/classify", "POST"),
+        ("DELETE", "/healthz", "GET"),
+    ],
+)
+def test_405_lists_every_method_of_the_path(
+    client: TestClient, keys: Keys, method: str, path: str, allow: str
+) -> None:
+    response = client.request(method, path, headers=bearer(keys.admin))
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_openapi_declares_the_400_and_the_form_constraints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/jobs", "/v1/classify"):
+        operation = spec["paths"][path]["post"]
+        assert "400" in operation["responses"], f"malformed multipart to {path} gets a 400"
+        form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["additionalProperties"] is False  # unknown fields are refused (422)
+    form = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    properties = form["schema"]["properties"]
+    for name in ("camera", "site"):
+        assert (properties[name]["minLength"], properties[name]["maxLength"]) == (1, 100)
+        pattern = re.compile(properties[name]["pattern"])
+        assert pattern.match("gate 3") and pattern.match(" north ")
+        assert not pattern.match("   ") and not pattern.match("ga\nte")
+    assert properties["detector"]["enum"] == ["accurate", "fast"]
+    assert "1970-01-01T00:00:00Z" in properties["recorded_at"]["description"]
+
+
+def test_malformed_multipart_gets_the_documented_400(client: TestClient, keys: Keys) -> None:
+    response = client.post(
+        "/v1/jobs",
+        headers={**bearer(keys.admin), "content-type": "multipart/form-data; boundary=xyz"},
+        content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "malformed multipart body: a part has no name"}

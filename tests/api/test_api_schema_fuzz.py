@@ -11,12 +11,14 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.deps import LazyModels
 from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
+from storage.models import Job
 from storage.repositories import api_keys as key_repo
 from tests.api.api_support import BACKENDS, ModelLoader, bearer, postgres_database
 
@@ -27,7 +29,7 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("MASKWATCH_FUZZ_EXAMPLES", "10"))
 @pytest.fixture(scope="module", params=BACKENDS)
 def fuzz_app(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Any, str, Path]]:
+) -> Iterator[tuple[Any, str, Path, sessionmaker[Session]]]:
     """The app on a database of its own, committed to (Hypothesis reruns the test body)."""
     work = tmp_path_factory.mktemp("fuzz")
     if request.param == "sqlite":
@@ -55,7 +57,7 @@ def fuzz_app(
         enqueue=lambda job_id: None,
         models=LazyModels(ModelLoader()),
     )
-    yield app, key, work / "uploads"
+    yield app, key, work / "uploads", factory
     engine.dispose()
 
 
@@ -79,9 +81,9 @@ OPERATIONS = [
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_every_operation_answers_as_documented(
-    fuzz_app: tuple[Any, str, Path], method: str, path: str
+    fuzz_app: tuple[Any, str, Path, sessionmaker[Session]], method: str, path: str
 ) -> None:
-    app, key, uploads = fuzz_app
+    app, key, uploads, factory = fuzz_app
     operation = schemathesis.openapi.from_asgi("/openapi.json", app)[path][method]
     # A schema cannot say "a video", "site unless the key has one" or "to after from":
     # such requests fit the schema and are still refused (415, 422), as they should be.
@@ -98,11 +100,18 @@ def test_every_operation_answers_as_documented(
         case.call_and_validate(headers=bearer(key), excluded_checks=excluded)
 
     answers_as_documented()
-    # Whatever was sent, no /v1/classify upload is left on disk.
-    assert [p for p in uploads.rglob("*") if p.is_file() and p.parent.name == "classify"] == []
+    # Whatever was sent, no /v1/classify upload is left on disk, and every stored upload
+    # belongs to a job: a refused submission leaves no file behind.
+    stored = {p for p in uploads.rglob("*") if p.is_file()}
+    assert [p for p in stored if p.parent.name == "classify"] == []
+    with factory() as session:
+        job_inputs = {Path(p) for p in session.scalars(select(Job.input_path))}
+    assert stored <= job_inputs
 
 
-def test_the_schema_lists_exactly_these_operations(fuzz_app: tuple[Any, str, Path]) -> None:
+def test_the_schema_lists_exactly_these_operations(
+    fuzz_app: tuple[Any, str, Path, sessionmaker[Session]],
+) -> None:
     spec = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app[0]).raw_schema
     found = {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops}
     assert found == set(OPERATIONS)

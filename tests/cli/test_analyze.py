@@ -21,6 +21,9 @@ from storage.models import FrameStat, Job, JobStatus
 
 from .conftest import SEGMENTS
 
+# A password, so that the test sees it is never printed.
+POSTGRES_SERVER = "postgresql+psycopg://postgres:secret@127.0.0.1:5432"
+
 
 def run_analyze(runner: CliRunner, db_url: str, *args: str) -> tuple[int, dict]:
     result = runner.invoke(app, ["analyze", *args, "--db", db_url, "--json"])
@@ -207,3 +210,43 @@ def test_hostile_file_name_is_analysed_as_a_file(
     code, report = run_analyze(runner, db_url, str(hostile), "--sample-fps", "1")
     assert code == 0, report
     assert report["totals"]["faces"] == 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sample-fps", "0"], "error: sample_fps must be more than 0 and at most 120 frames"),
+        (["--sample-fps", "nan"], "error: sample_fps must be more than 0 and at most 120 frames"),
+        (["--sample-fps", "-1"], "error: sample_fps must be more than 0 and at most 120 frames"),
+        (["--db", "mysql://x"], "error: unsupported database 'mysql': MaskWatch stores its"),
+        (
+            ["--db", f"{POSTGRES_SERVER}/maskwatch_no_such_database"],
+            "error: cannot use the database postgresql+psycopg://postgres:***@127.0.0.1:5432/"
+            'maskwatch_no_such_database: connection failed: connection to server at',
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    runner, db_url, composition_video, args: list[str], message: str
+) -> None:
+    if "--db" not in args:
+        args = [*args, "--db", db_url]
+    result = runner.invoke(app, ["analyze", str(composition_video), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert "secret" not in result.output  # the password is never shown
+    if "--sample-fps" in args:  # refused before any database or job was made
+        assert not Path(db_url.removeprefix("sqlite:///")).exists()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"]])
+def test_db_commands_refuse_an_unsupported_database_in_one_line(
+    runner, command: list[str]
+) -> None:
+    result = runner.invoke(app, [*command, "--db", "mysql://x"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: unsupported database 'mysql': MaskWatch stores its data in SQLite "
+        "(sqlite:///PATH) or PostgreSQL (postgresql+psycopg://USER@HOST:5432/DB)"
+    ]
