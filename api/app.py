@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ROUTERS = (health.router, jobs.router, reports.router, classify.router, alerts.router)
+# Every route as declared (paths with their prefixes): what a path's methods are read from.
+DECLARED_ROUTES = tuple(
+    route for router in (*ROUTERS, ui.router, metrics_router) for route in router.routes
+)
 
 
 def default_enqueue(job_id: str) -> None:
@@ -113,7 +117,7 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at the request's path (a path can have several
     routes: GET and DELETE /v1/jobs/{job_id} are two)."""
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in DECLARED_ROUTES:
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
