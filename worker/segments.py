@@ -58,6 +58,10 @@ def plan_job(session: Session, job_id: str, limits: WorkLimits) -> list[int]:
     return list(range(len(plan.segments)))
 
 
+def job_exists(session: Session, job_id: str) -> bool:
+    return job_repo.job_exists(session, job_id)
+
+
 def site_backlog(session: Session, job_id: str) -> int:
     """Segments of the job's site waiting before its own (see worker.dispatch.fair_band)."""
     return segment_repo.site_backlog(session, job_id)

@@ -169,6 +169,13 @@ def process_segment(self: AnalysisTask, job_id: str, segment_index: int) -> None
             session.rollback()
             logger.info("job %s segment %d stopped: %s", job_id, segment_index, exc)
             return
+        except sqlalchemy.exc.IntegrityError:
+            # A batch for a job deleted meanwhile (DELETE /v1/jobs/{id}) has no parent row.
+            session.rollback()
+            if segments.job_exists(session, job_id):
+                raise
+            logger.info("job %s segment %d stopped: the job was deleted", job_id, segment_index)
+            return
         except InputError as exc:
             session.rollback()
             logger.info("job %s segment %d failed on its input: %s", job_id, segment_index, exc)

@@ -74,6 +74,11 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
+def job_exists(session: Session, job_id: str) -> bool:
+    """Whether a job has this id, read from the database (not the session's cache)."""
+    return session.scalar(select(Job.id).where(Job.id == job_id)) is not None
+
+
 def _transition(session: Session, job: Job, to: JobStatus, **values: Any) -> None:
     """Move ``job`` to ``to`` with one conditional UPDATE, then reload it.
 

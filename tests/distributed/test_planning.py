@@ -119,3 +119,19 @@ def test_a_file_holding_more_frames_than_a_job_may_is_refused(folder: Path) -> N
     limits = WorkLimits(segment_seconds=4, max_duration_s=1, max_segments=5000)  # 240 frames
     with pytest.raises(InputError, match=r"^gate\.mkv: holds more than 240 frames"):
         plan_work(probe(clip), AnalysisSettings(sample_fps=1.0), limits, name="gate.mkv")
+
+
+def test_a_stream_without_timestamps_is_planned_from_its_frame_count(folder: Path) -> None:
+    raw = folder / "camera.h264"  # a raw H.264 stream: no container, no timestamps
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=size=160x120:rate=10:duration=3", "-c:v", "libx264", "-f", "h264",
+         str(raw)],
+        check=True,
+        timeout=60,
+    )
+    info = probe(raw)
+    assert read_timeline(info, sample_fps=2.0, bucket_s=1, max_frames=1000) is None
+    limits = WorkLimits(segment_seconds=1, max_duration_s=86_400, max_segments=5000)
+    plan = plan_work(info, AnalysisSettings(sample_fps=2.0), limits)
+    assert (plan.segments, plan.samples) == (plan_ranges(3.0, 1), 6)

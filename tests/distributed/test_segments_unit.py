@@ -416,3 +416,38 @@ def _job_status(factory: sessionmaker[Session], job_id: str) -> JobStatus:
         job = job_repo.get_job(session, job_id)
         assert job is not None
         return job.status
+
+
+def test_start_job_fails_a_job_over_the_limits_naming_the_users_file(
+    factory: sessionmaker[Session],
+    task_process: tuple[_Process, list[tuple[str, list[int]]]],
+    tmp_path: Path,
+) -> None:
+    from tests.fixtures.scenes import make_composition_video
+    from worker.tasks import start_job
+
+    process, sent = task_process
+    # The API accepted it under a higher limit, or before the limit was lowered.
+    process.settings = Settings(segment_seconds=4, max_job_duration_s=5)
+    stored = make_composition_video(tmp_path / "0f3a9c.mp4", [(1, 0)] * 5)  # 10 s
+    with factory() as session:
+        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
+        job_id = job_repo.create_job(
+            session,
+            camera=camera,
+            input_kind=InputKind.VIDEO,
+            input_path=str(stored),
+            input_name="lobby.mp4",
+            settings={"sample_fps": 2.0},
+        ).id
+        session.commit()
+    start_job.run(job_id)
+    assert sent == []
+    with factory() as session:
+        job = job_repo.get_job(session, job_id)
+        assert job is not None and job.status is JobStatus.FAILED
+        assert job.error == (
+            "lobby.mp4: more than 5 s of footage to analyse; a job may analyse at most "
+            "5 s: split the file into shorter ones"
+        )
+        assert segment_repo.list_segments(session, job_id) == []

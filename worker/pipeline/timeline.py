@@ -20,7 +20,6 @@ from worker.pipeline.decode import (
     _fps_fraction,
     _frame_range,
     _input_url,
-    _round_half_away,
     _short_reason,
 )
 from worker.pipeline.errors import DecodeError, InputError
@@ -101,10 +100,11 @@ def read_timeline(
         raise ValueError(f"{info.name}: only a video has a timeline")
     if bucket_s <= 0:
         raise ValueError("bucket_s must be > 0")
-    fps = _fps_fraction(info.fps)
+    # Floats, not Fractions, per packet: ffprobe prints times to the microsecond, far finer
+    # than a frame, and exact rationals cost ~40 us a packet (minutes for a day of video).
+    fps = float(_fps_fraction(info.fps))
     step = _frame_range(info, sample_fps, 0.0, None).step
-    stream_start = Fraction(info.start_s)
-    frames_per_bucket = float(fps) * bucket_s
+    frames_per_bucket = fps * bucket_s
     timeline = Timeline(bucket_s=bucket_s)
     stamped = False
     with tempfile.TemporaryFile() as stderr:
@@ -130,7 +130,7 @@ def read_timeline(
                 if time_text is None:
                     continue
                 stamped = True
-                index = _round_half_away((Fraction(time_text) - stream_start) * fps)
+                index = _nearest_frame((float(time_text) - info.start_s) * fps)
                 if index < 0:
                     continue  # before the stream start: decoding never yields it either
                 timeline.frames += 1
@@ -173,6 +173,14 @@ def _packet_time(line: str) -> str | None:
         if text and text != "N/A":
             return text
     return None
+
+
+def _nearest_frame(position: float) -> int:
+    """The frame index nearest ``position`` (in frames), halves away from zero as decoding
+    rounds them (decode._round_half_away)."""
+    if position >= 0:
+        return math.floor(position + 0.5)
+    return -math.floor(0.5 - position)
 
 
 def _is_sample(index: int, step: Fraction) -> bool:

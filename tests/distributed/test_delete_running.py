@@ -1,0 +1,86 @@
+"""Deleting a job while real workers analyse it: its rows go, nothing comes back, the workers
+carry on with the next job."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.models import FaceDetection, FrameStat, JobSegment, JobStatus, SegmentStatus
+from storage.repositories import jobs as job_repo
+from tests.distributed.dist_support import (
+    BATCH_FRAMES,
+    SAMPLE_FPS,
+    WorkerFleet,
+    create_job,
+    segment_rows,
+    wait_finished,
+)
+from tests.polling import wait_for
+from worker import retention
+from worker.dispatch import cancel_job, enqueue_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def rows_left(session_factory: sessionmaker[Session], job_id: str) -> int:
+    with session_factory() as session:
+        return sum(
+            int(session.scalar(select(func.count()).select_from(m).where(m.job_id == job_id)) or 0)
+            for m in (FrameStat, FaceDetection, JobSegment)
+        )
+
+
+def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
+    cluster: WorkerFleet,
+    session_factory: sessionmaker[Session],
+    celery_client: Celery,
+    videos: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    upload = uploads / "5d1e.mp4"
+    shutil.copy(videos["20s"], upload)
+    job_id = create_job(session_factory, upload.resolve(), sample_fps=3.0)
+    enqueue_job(job_id, celery=celery_client)
+
+    def a_batch_is_stored() -> bool:
+        return any(
+            s.status is SegmentStatus.RUNNING and s.frames_done >= BATCH_FRAMES
+            for s in segment_rows(session_factory, job_id)
+        )
+
+    wait_for(a_batch_is_stored, 60, "a segment to store its first batch", 0.05)
+    with session_factory() as session:
+        job = job_repo.get_job(session, job_id)
+        assert job is not None
+        gone = retention.delete_job(session, job, uploads, cancel_job)
+        session.commit()
+    assert gone == upload.resolve()
+    assert retention.remove_files([gone]) == 1
+
+    def every_segment_reported() -> bool:
+        logs = cluster.logs(tail_chars=1_000_000)
+        return all(f"job {job_id} segment {i}" in logs for i in range(5))
+
+    wait_for(every_segment_reported, 60, "every segment task of the deleted job to end")
+    logs = cluster.logs(tail_chars=1_000_000)
+    # A task storing a batch at that moment meets a missing job, and says so without a fuss.
+    assert f"job {job_id} segment" in logs and "IntegrityError" not in logs
+    assert rows_left(session_factory, job_id) == 0
+    with session_factory() as session:
+        assert job_repo.get_job(session, job_id) is None
+    assert not upload.exists()
+
+    # The same workers analyse the next job as usual.
+    next_id = create_job(session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
+    enqueue_job(next_id, celery=celery_client)
+    job = wait_finished(session_factory, next_id, timeout_s=120)
+    assert (job.status, job.error, job.frames_done) == (JobStatus.SUCCEEDED, None, 32)
+    assert rows_left(session_factory, job_id) == 0
