@@ -215,10 +215,10 @@ def camera_page(
     )
 
 
-def _job_row(session: Session, job: Job) -> dict[str, Any]:
-    summary = (
-        report_repo.job_summary(session, job.id) if job.status is JobStatus.SUCCEEDED else None
-    )
+def _job_row(job: Job, summary: report_repo.JobSummary | None) -> dict[str, Any]:
+    """A job as the job list and its live updates show it; summary only once succeeded."""
+    if job.status is not JobStatus.SUCCEEDED:
+        summary = None
     return {
         "id": job.id,
         "status": job.status.value,
@@ -246,7 +246,10 @@ def _progress(job: Job) -> int | None:
 
 def _jobs(session: Session, caller: Caller, status_: JobStatus | None) -> list[dict[str, Any]]:
     found, _ = job_repo.list_jobs(session, site=caller.site, status=status_, limit=JOBS_SHOWN)
-    return [_job_row(session, job) for job in found]
+    totals = dashboard_repo.job_summaries(
+        session, [job.id for job in found if job.status is JobStatus.SUCCEEDED]
+    )
+    return [_job_row(job, totals.get(job.id)) for job in found]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -299,7 +302,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse
         request,
         "ui/job.html",
         caller,
-        job=_job_row(session, job),
+        job=_job_row(job, summary),
         summary=summary,
         worst_frames=worst,
         chart=chart,
