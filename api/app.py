@@ -15,7 +15,7 @@ import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routes import alerts, classify, health, jobs, reports, ui
+from api.routes import alerts, classify, evidence, health, jobs, reports, ui
 from maskwatch.settings import Settings, get_settings
 from storage.db import make_engine, make_session_factory
 
@@ -92,7 +92,7 @@ def create_app(
         cancel=cancel or default_cancel,
         models=models or LazyModels(_load_models(settings)),
     )
-    for module in (health, jobs, reports, classify, alerts):
+    for module in (health, jobs, reports, classify, alerts, evidence):
         app.include_router(module.router)
     ui.install(app)
     app.state.metrics = ApiMetrics()

@@ -161,3 +161,10 @@ def job_timeline(session: Session, job_id: str, points: int = 200) -> list[Timel
         TimelinePoint(start_s=round(index * width, 3), faces=faces, masked=masked)
         for index, (faces, masked) in sorted(bins.items())
     ]
+
+
+def frame_of(session: Session, job_id: str, frame_index: int) -> FrameStat | None:
+    """The job's analysed frame with this index, if any."""
+    return session.scalars(
+        select(FrameStat).where(FrameStat.job_id == job_id, FrameStat.frame_index == frame_index)
+    ).first()

@@ -66,6 +66,7 @@ OPERATIONS = [
     ("GET", "/v1/jobs/{job_id}"),
     ("DELETE", "/v1/jobs/{job_id}"),
     ("GET", "/v1/jobs/{job_id}/frames"),
+    ("GET", "/v1/jobs/{job_id}/frames/{frame_index}/evidence.jpg"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),
     ("GET", "/v1/alerts/rules"),
