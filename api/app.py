@@ -19,7 +19,7 @@ import maskwatch
 from api.deps import CancelJob, Enqueue, LazyModels, Services
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
-from api.routes import alerts, classify, health, jobs, reports, ui
+from api.routes import alerts, classify, evidence, health, jobs, reports, ui
 from maskwatch.settings import Settings, get_settings
 from storage.db import make_engine, make_session_factory
 
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ROUTERS = (health.router, jobs.router, reports.router, classify.router, alerts.router)
+ROUTERS = (
+    health.router, jobs.router, reports.router, classify.router, alerts.router, evidence.router
+)
 # Every route as declared (paths with their prefixes): what a path's methods are read from.
 DECLARED_ROUTES = tuple(
     route for router in (*ROUTERS, ui.router, metrics_router) for route in router.routes

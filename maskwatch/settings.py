@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         "http://API_HOST:API_PORT, where `maskwatch serve` listens by the same settings",
     )
     api_key: SecretStr | None = Field(None, description="key the CLI clients send; never logged")
+    blur_faces: bool = Field(
+        True, description="evidence stills the API renders blur every face (boxes and labels "
+        "kept); false shows faces as filmed",
+    )
     max_classify_bytes: int = Field(
         20 * 1024**2, description="largest image POST /v1/classify takes"
     )

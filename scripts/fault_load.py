@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from tests.fixtures.scenes import make_composition_video  # noqa: E402
 
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
@@ -60,7 +61,6 @@ from storage.repositories import cameras as camera_repo  # noqa: E402
 from storage.repositories import jobs as job_repo  # noqa: E402
 from storage.repositories import reports as report_repo  # noqa: E402
 from tests.distributed.dist_support import RedisServer, WorkerFleet  # noqa: E402
-from tests.fixtures.scenes import make_composition_video  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 from worker.jobs import run_job  # noqa: E402
 from worker.pipeline.analyze import AnalysisSettings, load_models  # noqa: E402

@@ -173,6 +173,14 @@ class FrameStat(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "frame_index"),
         Index("ix_frame_stats_captured_at", "captured_at"),
+        # A camera's time series and many jobs' totals read only the index on PostgreSQL
+        # (scripts/bench_dashboard.py: the dashboard's camera page 5x faster on 2 M rows).
+        Index(
+            "ix_frame_stats_job_id_captured_at",
+            "job_id",
+            "captured_at",
+            postgresql_include=["faces", "masked", "unmasked", "incorrect"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

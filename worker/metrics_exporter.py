@@ -105,7 +105,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = build_registry(
         settings.database_url, settings.broker_url, [q for q in args.queues.split(",") if q]
     )
-    server, _thread = start_http_server(args.port, addr=args.host, registry=registry)
+    try:
+        server, _thread = start_http_server(args.port, addr=args.host, registry=registry)
+    except OSError as exc:
+        # The worker runs on without metrics; say how to fix it, once, without a traceback.
+        raise SystemExit(
+            f"worker metrics: cannot listen on {args.host}:{args.port} ({exc.strerror}); give "
+            "each worker on this machine its own --metrics-port (0: no exporter)"
+        ) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logger.info("worker metrics on http://%s:%d/metrics", args.host, args.port)
     try:

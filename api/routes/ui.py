@@ -13,20 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi import Path as UrlPath
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.deps import SessionDep
+from api.deps import SessionDep, services
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
+from api.routes.evidence import evidence_response
 from api.schemas import iso_utc, shown
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from worker.evidence import has_footage
 
 logger = logging.getLogger(__name__)
 
@@ -219,10 +222,10 @@ def camera_page(
     )
 
 
-def _job_row(session: Session, job: Job) -> dict[str, Any]:
-    summary = (
-        report_repo.job_summary(session, job.id) if job.status is JobStatus.SUCCEEDED else None
-    )
+def _job_row(job: Job, summary: report_repo.JobSummary | None) -> dict[str, Any]:
+    """A job as the job list and its live updates show it; summary only once succeeded."""
+    if job.status is not JobStatus.SUCCEEDED:
+        summary = None
     return {
         "id": job.id,
         "status": job.status.value,
@@ -250,7 +253,10 @@ def _progress(job: Job) -> int | None:
 
 def _jobs(session: Session, caller: Caller, status_: JobStatus | None) -> list[dict[str, Any]]:
     found, _ = job_repo.list_jobs(session, site=caller.site, status=status_, limit=JOBS_SHOWN)
-    return [_job_row(session, job) for job in found]
+    totals = dashboard_repo.job_summaries(
+        session, [job.id for job in found if job.status is JobStatus.SUCCEEDED]
+    )
+    return [_job_row(job, totals.get(job.id)) for job in found]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -280,13 +286,30 @@ def jobs_json(
     return response
 
 
+def _visible_job(session: Session, caller: Caller, job_id: str) -> Job:
+    job = job_repo.get_job(session, job_id) if len(job_id) == 32 else None
+    if job is None or not caller.may_see(job.camera.site):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
+    return job
+
+
+@router.get("/jobs/{job_id}/evidence/{frame_index}.jpg")
+def job_evidence(
+    request: Request,
+    session: SessionDep,
+    job_id: str,
+    frame_index: Annotated[int, UrlPath(ge=0, le=2**31 - 1)],
+) -> Response:
+    """A worst moment's still for the job page (the cookie's key, like the page)."""
+    caller = _caller(request, session)
+    return evidence_response(request, session, _visible_job(session, caller, job_id), frame_index)
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse:
     """One job: its numbers, its compliance along the footage, its worst moments."""
     caller = _caller(request, session)
-    job = job_repo.get_job(session, job_id) if len(job_id) == 32 else None
-    if job is None or not caller.may_see(job.camera.site):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
+    job = _visible_job(session, caller, job_id)
     summary = report_repo.job_summary(session, job.id)
     timeline = dashboard_repo.job_timeline(session, job.id)
     worst = report_repo.worst_frames(session, job.id, limit=5)
@@ -303,11 +326,13 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse
         request,
         "ui/job.html",
         caller,
-        job=_job_row(session, job),
+        job=_job_row(job, summary),
         summary=summary,
         worst_frames=worst,
         chart=chart,
         at=lambda seconds: iso_utc(job.recorded_at + timedelta(seconds=seconds)),
+        stills=has_footage(job, services(request).settings.upload_dir),
+        blurred=services(request).settings.blur_faces,
         # Per-person figures (tracks) join here once the tracking work is merged: the
         # template shows a "People" section when this is not None.
         people=None,

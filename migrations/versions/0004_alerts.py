@@ -1,4 +1,4 @@
-"""Alert rules, their webhook deliveries and each delivery attempt.
+"""Alert rules, their webhook deliveries and each delivery attempt; an index for the dashboard.
 
 Revision ID: 0004
 Revises: 0002
@@ -98,7 +98,17 @@ def upgrade() -> None:
     )
 
 
+    # The dashboard's per-camera series and per-job totals (index-only on PostgreSQL).
+    op.create_index(
+        "ix_frame_stats_job_id_captured_at",
+        "frame_stats",
+        ["job_id", "captured_at"],
+        postgresql_include=["faces", "masked", "unmasked", "incorrect"],
+    )
+
+
 def downgrade() -> None:
+    op.drop_index("ix_frame_stats_job_id_captured_at", table_name="frame_stats")
     op.drop_table("alert_attempts")
     op.drop_index("ix_alert_deliveries_status_updated_at", table_name="alert_deliveries")
     op.drop_table("alert_deliveries")

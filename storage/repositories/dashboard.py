@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import FaceCounts
@@ -68,6 +69,7 @@ def camera_overview(session: Session, site: str | None = None) -> list[CameraOve
             select(ranked.c.camera_id, ranked.c.id, ranked.c.recorded_at).where(ranked.c.rank == 1)
         )
     }
+    totals = job_summaries(session, [job_id for job_id, _ in latest.values()])
     overview = []
     for camera_id, camera_site, name, jobs in cameras:
         job_id, recorded_at = latest.get(camera_id, (None, None))
@@ -78,19 +80,60 @@ def camera_overview(session: Session, site: str | None = None) -> list[CameraOve
                 jobs=int(jobs),
                 latest_job_id=job_id,
                 latest_recorded_at=recorded_at,
-                latest=None if job_id is None else report_repo.job_summary(session, job_id),
+                latest=None if job_id is None else totals.get(job_id),
             )
         )
     return overview
 
 
+def job_summaries(session: Session, job_ids: Collection[str]) -> dict[str, report_repo.JobSummary]:
+    """``report_repo.job_summary`` of many jobs in one query; jobs without frames are absent."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(
+            FrameStat.job_id,
+            func.count(),  # not count(id): the covering index then answers without the table
+            func.sum(case((FrameStat.faces > 0, 1), else_=0)),
+            func.sum(FrameStat.faces),
+            func.sum(FrameStat.masked),
+            func.sum(FrameStat.unmasked),
+            func.sum(FrameStat.incorrect),
+        )
+        .where(FrameStat.job_id.in_(list(job_ids)))
+        .group_by(FrameStat.job_id)
+    )
+    return {
+        job_id: report_repo.JobSummary(
+            frames=int(frames),
+            frames_with_faces=int(with_faces),
+            faces=int(faces),
+            masked=int(masked),
+            unmasked=int(unmasked),
+            incorrect=int(incorrect),
+            compliance_ratio=None if not faces else masked / faces,
+        )
+        for job_id, frames, with_faces, faces, masked, unmasked, incorrect in rows
+    }
+
+
 def last_capture(session: Session, site: str, camera: str) -> datetime | None:
-    """When the last frame of the camera's succeeded jobs was captured."""
-    return session.scalar(
-        select(func.max(FrameStat.captured_at))
-        .join(Job, Job.id == FrameStat.job_id)
+    """When the last frame of the camera's latest succeeded job (by recording time) was
+    captured: the end of its newest footage.
+
+    Read from that one job's frames (an index lookup), not from every frame of the camera,
+    which over a year of footage is a scan of half a million rows.
+    """
+    latest_job = (
+        select(Job.id)
         .join(Camera, Camera.id == Job.camera_id)
         .where(Job.status == JobStatus.SUCCEEDED, Camera.site == site, Camera.name == camera)
+        .order_by(Job.recorded_at.desc(), Job.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return session.scalar(
+        select(func.max(FrameStat.captured_at)).where(FrameStat.job_id == latest_job)
     )
 
 
@@ -119,3 +162,10 @@ def job_timeline(session: Session, job_id: str, points: int = 200) -> list[Timel
         TimelinePoint(start_s=round(index * width, 3), faces=faces, masked=masked)
         for index, (faces, masked) in sorted(bins.items())
     ]
+
+
+def frame_of(session: Session, job_id: str, frame_index: int) -> FrameStat | None:
+    """The job's analysed frame with this index, if any."""
+    return session.scalars(
+        select(FrameStat).where(FrameStat.job_id == job_id, FrameStat.frame_index == frame_index)
+    ).first()

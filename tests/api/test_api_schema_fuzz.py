@@ -69,6 +69,7 @@ OPERATIONS = [
     ("DELETE", "/v1/jobs/{job_id}"),
     ("POST", "/v1/jobs/{job_id}/cancel"),
     ("GET", "/v1/jobs/{job_id}/frames"),
+    ("GET", "/v1/jobs/{job_id}/frames/{frame_index}/evidence.jpg"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),
     ("GET", "/v1/alerts/rules"),

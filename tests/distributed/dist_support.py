@@ -36,6 +36,9 @@ WORKER_ENV = {
     "MASKWATCH_TORCH_THREADS": "1",
     "MASKWATCH_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
     "MASKWATCH_SEGMENT_BATCH_FRAMES": str(BATCH_FRAMES),
+    # No metrics exporter: several workers share this machine (one port each otherwise), and
+    # the crash tests take every Python child of a worker for a pool process.
+    "MASKWATCH_WORKER_METRICS_PORT": "0",
 }
 # (masked, unmasked) faces per 2-second stretch of the generated clips.
 SCENES_16S = [(1, 1), (2, 0), (0, 2), (1, 2), (2, 1), (0, 1), (1, 0), (2, 2)]

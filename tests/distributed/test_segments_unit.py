@@ -424,6 +424,7 @@ def test_start_job_fails_a_job_over_the_limits_naming_the_users_file(
     tmp_path: Path,
 ) -> None:
     from tests.fixtures.scenes import make_composition_video
+
     from worker.tasks import start_job
 
     process, sent = task_process

@@ -18,8 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright import sync_api as playwright_api
+from tests.fixtures.scenes import make_composition_video
 
 from maskwatch.core.records import FrameRecord
+from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
 from storage.repositories import api_keys as key_repo
@@ -29,6 +31,9 @@ from storage.repositories import jobs as job_repo
 from tests.api.api_support import frame
 from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
 from tests.polling import wait_for
+from worker.jobs import run_job
+from worker.pipeline.analyze import AnalysisSettings, load_models
+from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
 
 CHROMIUM = "/usr/bin/chromium"
 SITE = "plant"
@@ -45,6 +50,7 @@ class Site:
     database_url: str
     running_job: str
     gate_jobs: list[str]
+    lobby_job: str
     process: Process
 
     def api(self, path: str, **params: Any) -> Any:
@@ -106,12 +112,38 @@ def seed(database_url: str) -> dict[str, Any]:
         engine.dispose()
 
 
+def analysed_upload(database_url: str, uploads: Path) -> str:
+    """The lobby camera's job: real footage (fixture faces) in the upload folder, analysed
+    in this process by the real detector and classifier, so its stills show real faces."""
+    uploads.mkdir(parents=True, exist_ok=True)
+    video = make_composition_video(uploads / "9f1c2e.mp4", [(1, 1), (0, 2), (2, 1)])
+    analysis = AnalysisSettings(sample_fps=2.0, detector_weights=FAST_DETECTOR_WEIGHTS)
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    try:
+        with factory() as session:
+            camera = camera_repo.get_or_create_camera(session, site=SITE, name="lobby")
+            job_id = job_repo.create_job(
+                session, camera=camera, input_kind=InputKind.VIDEO, input_path=str(video),
+                input_name="lobby-0800.mp4", settings=analysis.to_dict(),
+                recorded_at=datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
+            ).id
+            session.commit()
+        checkpoint = Settings().checkpoint
+        job = run_job(factory, job_id, load_models(analysis, checkpoint, "cpu", threads=1))
+        assert job.status is JobStatus.SUCCEEDED, job.error
+        return job_id
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("ui")
     database_url = f"sqlite:///{work / 'ui.sqlite3'}"
     upgrade(database_url)
     seeded = seed(database_url)
+    lobby = analysed_upload(database_url, work / "uploads")
     port = free_port()
     env = {
         **os.environ,
@@ -131,7 +163,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
         wait_for(up, START_TIMEOUT_S, "maskwatch serve")
         yield Site(url, seeded["key"], seeded["other"], database_url, seeded["running"],
-                   seeded["gate"], process)
+                   seeded["gate"], lobby, process)
     finally:
         process.stop()
 
@@ -205,7 +237,7 @@ def test_sites_page_lists_the_keys_cameras_with_the_latest_jobs_compliance(
     sign_in(page, site, site.key)
     rows = page.locator("#cameras tbody tr")
     assert [rows.nth(i).get_attribute("data-camera") for i in range(rows.count())] == [
-        "dock", "gate", "yard"
+        "dock", "gate", "lobby", "yard"
     ]
     assert "secret-cam" not in page.content()
     latest_gate = site.api(f"/v1/jobs/{site.gate_jobs[-1]}")["summary"]
@@ -257,7 +289,7 @@ def test_job_list_progress_moves_without_a_reload(page: Any, site: Site, shots: 
     running = page.locator(f"#jobs tr[data-job='{site.running_job}']")
     assert running.locator(".frames").inner_text() == "5/20"
     assert running.get_attribute("data-status") == "running"
-    assert page.locator("#jobs tbody tr").count() == 6
+    assert page.locator("#jobs tbody tr").count() == 7
     screenshot(page, shots, "jobs")
 
     # A worker stores more frames, then finishes: the open page follows by itself.
@@ -298,7 +330,9 @@ def test_job_page_shows_the_apis_totals_and_its_timeline(
     )
     assert drawn == summary["faces"]
     assert page.locator("#worst-frames tbody tr").count() == 5
-    screenshot(page, shots, "job")
+    # Its footage was never uploaded (seeded rows): no stills, and the page says why.
+    assert page.locator(".stills img").count() == 0
+    assert "footage is no longer kept" in page.locator("main").inner_text()
 
     # Another site's job is not there for this key, in the dashboard as in the API.
     other = httpx.get(f"{site.url}/v1/jobs", headers={"Authorization": f"Bearer {site.other_key}"},
@@ -306,3 +340,21 @@ def test_job_page_shows_the_apis_totals_and_its_timeline(
     # With the page's cookie, outside the page (a 404 document would log a console error).
     assert page.request.get(f"{site.url}/ui/jobs/{other}").status == 404
     assert page.request.get(f"{site.url}/ui/jobs/{job_id}").status == 200
+
+
+def test_job_page_shows_blurred_stills_of_its_worst_moments(
+    page: Any, site: Site, shots: Path
+) -> None:
+    sign_in(page, site, site.key)
+    page.goto(f"{site.url}/ui/jobs/{site.lobby_job}")
+    worst = page.locator("#worst-frames tbody tr").count()
+    stills = page.locator(".stills img")
+    assert worst >= 1 and stills.count() == worst
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.stills img')]"
+        ".every(img => img.complete && img.naturalWidth === 640)"
+    )
+    assert "Faces are blurred" in page.locator("main").inner_text()
+    summary = site.api(f"/v1/jobs/{site.lobby_job}")["summary"]
+    assert page.locator("#summary tbody td").nth(2).inner_text() == str(summary["faces"])
+    screenshot(page, shots, "job")

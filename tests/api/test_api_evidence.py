@@ -1,0 +1,117 @@
+"""Evidence stills: an analysed frame of the uploaded footage with its faces boxed, labelled
+and (by default) blurred; only uploads are ever read, and footage no longer kept is 410."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy.orm import Session
+from storage.records import FaceRecord
+
+from maskwatch.settings import Settings
+from storage.models import Job, JobStatus
+from tests.api.api_support import Keys, bearer, frame
+from worker.pipeline.evidence import blur_faces
+
+BOX = (40, 30, 100, 90)  # where api_support.frame() puts no face; set below per test
+
+
+@pytest.fixture
+def footage_job(
+    make_job: Callable[..., Job], session: Session, upload_dir: Path, video_bytes: bytes
+) -> Job:
+    """A succeeded north/gate job whose upload (a 1 s, 5 fps test pattern) is still kept;
+    its five frames each hold one unmasked face at BOX."""
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    path = upload_dir / "0123abcd.mp4"
+    path.write_bytes(video_bytes)
+    frames = []
+    for i in range(5):
+        record = frame(i, i * 0.2, 0, 1)
+        record.detections[:] = [FaceRecord(*BOX, "without_mask", 0.9, 0.95)]
+        frames.append(record)
+    job = make_job(status=JobStatus.SUCCEEDED, frames=frames)
+    job.input_path = str(path)
+    session.commit()
+    return job
+
+
+def still(response: Any) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.headers["cache-control"].startswith("private")
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(float)
+
+
+def inside(image: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = BOX
+    return image[y1 + 6 : y2 - 6, x1 + 6 : x2 - 6]  # inside the drawn outline
+
+
+def test_a_still_blurs_the_face_and_keeps_the_rest(
+    app_factory: Callable[..., Any], settings: Settings, keys: Keys, footage_job: Job
+) -> None:
+    path = f"/v1/jobs/{footage_job.id}/frames/3/evidence.jpg"
+    with TestClient(app_factory()) as client:
+        blurred = still(client.get(path, headers=bearer(keys.north)))
+    sharp_app = app_factory(settings=settings.model_copy(update={"blur_faces": False}))
+    with TestClient(sharp_app) as client:
+        sharp = still(client.get(path, headers=bearer(keys.north)))
+    assert blurred.shape == sharp.shape == (120, 160, 3)  # the footage's own size
+    # The test pattern is busy everywhere: blurred, the face's box loses most of its detail.
+    detail = lambda image: float(np.abs(np.diff(inside(image), axis=1)).mean())  # noqa: E731
+    assert detail(blurred) < 0.5 * detail(sharp)
+    # Outside the face (and its padding, and the label above it) the frames agree.
+    assert np.abs(blurred[100:, :30] - sharp[100:, :30]).mean() < 4
+    # The box is drawn in the unmasked colour (red) on its left edge.
+    edge = blurred[BOX[1] + 10 : BOX[3] - 10, BOX[0]]
+    assert edge[:, 0].mean() > 150 and edge[:, 1].mean() < 90
+
+
+def test_stills_are_refused_with_the_reason(
+    client: TestClient, keys: Keys, footage_job: Job, session: Session, tmp_path: Path
+) -> None:
+    base = f"/v1/jobs/{footage_job.id}/frames"
+    assert client.get(f"{base}/0/evidence.jpg").status_code == 401
+    assert client.get(f"{base}/0/evidence.jpg", headers=bearer(keys.south)).status_code == 404
+    missing = client.get(f"{base}/7/evidence.jpg", headers=bearer(keys.north))
+    assert (missing.status_code, missing.json()["detail"]) == (404, "the job analysed no frame 7")
+
+    outside = tmp_path / "not-an-upload.mp4"
+    outside.write_bytes(Path(footage_job.input_path).read_bytes())
+    footage_job.input_path = str(outside)
+    session.commit()
+    refused = client.get(f"{base}/0/evidence.jpg", headers=bearer(keys.north))
+    assert (refused.status_code, refused.json()["detail"]) == (
+        410, "this job's footage was not uploaded to this server"
+    )
+    footage_job.input_path = str(Path(client.app.state.services.settings.upload_dir) / "gone.mp4")
+    session.commit()
+    gone = client.get(f"{base}/0/evidence.jpg", headers=bearer(keys.north))
+    assert (gone.status_code, gone.json()["detail"]) == (410, "this job's footage is no longer kept")
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(10, 10, 50, 50), (0, 0, 30, 30), (140, 100, 200, 160), (60, 60, 60, 60)],
+    ids=["inside", "corner", "past-the-edge", "empty"],
+)
+def test_blur_changes_only_the_padded_box(box: tuple[int, int, int, int]) -> None:
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    out = blur_faces(image, [FaceRecord(*box, "with_mask", 0.9, 0.9)])
+    changed = np.argwhere(np.any(out != image, axis=2))
+    if box[2] == box[0]:
+        assert changed.size == 0
+        return
+    pad_x, pad_y = (box[2] - box[0]) * 0.15, (box[3] - box[1]) * 0.15
+    assert changed[:, 1].min() >= box[0] - pad_x - 1 and changed[:, 1].max() <= box[2] + pad_x
+    assert changed[:, 0].min() >= box[1] - pad_y - 1 and changed[:, 0].max() <= box[3] + pad_y
+    assert len(changed) > 0.8 * (min(box[2], 160) - box[0]) * (min(box[3], 120) - box[1])

@@ -1,0 +1,70 @@
+"""A job's evidence stills: which footage may be read for them, and rendering one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+from storage.records import FaceRecord
+
+from storage.models import Job
+from storage.repositories import dashboard as dashboard_repo
+from storage.repositories import frames as frame_repo
+from worker.pipeline.decode import probe
+from worker.pipeline.errors import InputError
+from worker.pipeline.evidence import FrameNotFound, evidence_still
+
+logger = logging.getLogger(__name__)
+
+
+class EvidenceUnavailable(LookupError):
+    """The job's footage cannot be shown: no longer kept, or not an upload of ours."""
+
+
+def footage_of(job: Job, upload_dir: Path) -> Path:
+    """The job's input file, if it is an upload under ``upload_dir`` that is still there.
+
+    Only uploaded bytes are ever read: a job made by ``maskwatch analyze`` in a shared
+    database names a path of the user's machine, which the API must not open.
+
+    Raises:
+        EvidenceUnavailable: with the reason, in the user's words.
+    """
+    path = Path(job.input_path).resolve()
+    root = upload_dir.resolve()
+    if not path.is_relative_to(root):
+        raise EvidenceUnavailable("this job's footage was not uploaded to this server")
+    if not path.is_file():
+        raise EvidenceUnavailable("this job's footage is no longer kept")
+    return path
+
+
+def has_footage(job: Job, upload_dir: Path) -> bool:
+    try:
+        footage_of(job, upload_dir)
+    except EvidenceUnavailable:
+        return False
+    return True
+
+
+def render(session: Session, job: Job, frame_index: int, upload_dir: Path, *, blur: bool) -> bytes:
+    """One analysed frame of the job as a JPEG: faces boxed and labelled, blurred if ``blur``.
+
+    Raises:
+        EvidenceUnavailable: the footage cannot be read (see ``footage_of``).
+        FrameNotFound: the job analysed no frame with this index.
+    """
+    frame = dashboard_repo.frame_of(session, job.id, frame_index)
+    if frame is None:
+        raise FrameNotFound(f"the job analysed no frame {frame_index}")
+    path = footage_of(job, upload_dir)
+    faces = [
+        FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob)
+        for d in frame_repo.list_detections(session, job.id, frame_index)
+    ]
+    try:
+        return evidence_still(probe(path), frame_index, frame.timestamp_s, faces, blur=blur)
+    except (InputError, TimeoutError) as exc:
+        logger.warning("job %s frame %d: evidence not rendered: %s", job.id, frame_index, exc)
+        raise EvidenceUnavailable("this job's footage can no longer be read") from exc
