@@ -423,8 +423,7 @@ def test_start_job_fails_a_job_over_the_limits_naming_the_users_file(
     task_process: tuple[_Process, list[tuple[str, list[int]]]],
     tmp_path: Path,
 ) -> None:
-    from tests.fixtures.scenes import make_composition_video
-
+    from ml.footage import make_composition_video
     from worker.tasks import start_job
 
     process, sent = task_process
@@ -432,14 +431,8 @@ def test_start_job_fails_a_job_over_the_limits_naming_the_users_file(
     process.settings = Settings(segment_seconds=4, max_job_duration_s=5)
     stored = make_composition_video(tmp_path / "0f3a9c.mp4", [(1, 0)] * 5)  # 10 s
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "unit", "cam")
-        job_id = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(stored),
-            input_name="lobby.mp4",
-            settings={"sample_fps": 2.0},
+        job_id = add_video_job(
+            session, stored, site="unit", input_name="lobby.mp4", settings={"sample_fps": 2.0}
         ).id
         session.commit()
     start_job.run(job_id)
