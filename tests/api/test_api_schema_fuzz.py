@@ -22,6 +22,8 @@ from storage.models import Job
 from storage.repositories import api_keys as key_repo
 from tests.api.api_support import BACKENDS, ModelLoader, bearer, postgres_database
 
+pytestmark = pytest.mark.slow  # generated requests against every operation (seconds)
+
 # Few by default to keep `make test` quick; raise it for a deeper run.
 EXAMPLES_PER_OPERATION = int(os.environ.get("MASKWATCH_FUZZ_EXAMPLES", "10"))
 

@@ -6,23 +6,7 @@ import numpy as np
 import pytest
 
 from maskwatch.core.counts import compliance_ratio
-from ml.metrics import (
-    FACE_SIZE_BINS,
-    SceneHits,
-    box_iou,
-    coco_ap_101,
-    compliance_error,
-    match_greedy,
-    operating_point,
-    pooled_ap,
-    precision_recall_curve,
-    scene_bootstrap,
-    short_side,
-    size_bin,
-    torchmetrics_ap50,
-    voc_ap,
-)
-from ml.metrics import best_f1 as best_f1_point
+from ml import metrics
 
 T, F = True, False
 BOX = [0, 0, 10, 10]
@@ -40,11 +24,11 @@ BOX = [0, 0, 10, 10]
     ],
 )
 def test_box_iou(a: list[float], b: list[float], expected: float) -> None:
-    assert box_iou(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
+    assert metrics.box_iou(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
 
 
 def test_box_iou_shape() -> None:
-    assert box_iou(np.zeros((3, 4)), np.zeros((0, 4))).shape == (3, 0)
+    assert metrics.box_iou(np.zeros((3, 4)), np.zeros((0, 4))).shape == (3, 0)
 
 
 @pytest.mark.parametrize(
@@ -61,11 +45,11 @@ def test_box_iou_shape() -> None:
     ],
 )
 def test_size_bin(side: float, bin_name: str) -> None:
-    assert FACE_SIZE_BINS[int(size_bin(np.array([side]))[0])][0] == bin_name
+    assert metrics.FACE_SIZE_BINS[int(metrics.size_bin(np.array([side]))[0])][0] == bin_name
 
 
 def test_short_side() -> None:
-    assert short_side(np.array([[0, 0, 30, 12], [5, 5, 9, 25]])).tolist() == [12, 4]
+    assert metrics.short_side(np.array([[0, 0, 30, 12], [5, 5, 9, 25]])).tolist() == [12, 4]
 
 
 GT_A, GT_B = [0, 0, 10, 10], [4, 0, 14, 10]
@@ -96,7 +80,7 @@ GT_A, GT_B = [0, 0, 10, 10], [4, 0, 14, 10]
 def test_match_greedy(
     preds: list, scores: list, gts: list, ignore: list, tp: list, ignored: list, gt_matched: list
 ) -> None:
-    matches = match_greedy(
+    matches = metrics.match_greedy(
         np.array(preds, np.float32).reshape(-1, 4),
         np.array(scores),
         np.array(gts, np.float32).reshape(-1, 4),
@@ -109,7 +93,7 @@ def test_match_greedy(
 
 def test_match_greedy_says_which_box_each_hit_took() -> None:
     far = [50, 50, 60, 60]
-    matches = match_greedy(
+    matches = metrics.match_greedy(
         np.array([far, [0, 0, 40, 40], BOX], np.float32),
         np.array([0.5, 0.9, 0.7]),
         np.array([BOX, far], np.float32),
@@ -118,7 +102,7 @@ def test_match_greedy_says_which_box_each_hit_took() -> None:
 
 
 def test_precision_recall_curve_sorts_by_score() -> None:
-    precision, recall = precision_recall_curve(
+    precision, recall = metrics.precision_recall_curve(
         np.array([0.6, 0.9, 0.7, 0.8]), np.array([F, T, T, F]), num_gt=3
     )
     assert precision.tolist() == pytest.approx([1, 1 / 2, 2 / 3, 2 / 4])
@@ -142,9 +126,9 @@ def test_precision_recall_curve_sorts_by_score() -> None:
 )
 def test_average_precision(hits: list[bool], num_gt: int, voc: float, coco: float) -> None:
     scores = np.linspace(1, 0.5, len(hits))
-    precision, recall = precision_recall_curve(scores, np.array(hits, bool), num_gt)
-    assert voc_ap(precision, recall) == pytest.approx(voc)
-    assert coco_ap_101(precision, recall) == pytest.approx(coco)
+    precision, recall = metrics.precision_recall_curve(scores, np.array(hits, bool), num_gt)
+    assert metrics.voc_ap(precision, recall) == pytest.approx(voc)
+    assert metrics.coco_ap_101(precision, recall) == pytest.approx(coco)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +152,7 @@ def test_best_f1(
     precision: float,
     recall: float,
 ) -> None:
-    point = best_f1_point(np.array(scores), np.array(hits, bool), num_gt)
+    point = metrics.best_f1(np.array(scores), np.array(hits, bool), num_gt)
     assert point.threshold == cut
     assert (point.precision, point.recall) == pytest.approx((precision, recall))
 
@@ -180,7 +164,7 @@ def test_best_f1(
 def test_operating_point(
     hits: list[bool], num_gt: int, precision: float, recall: float, f1: float
 ) -> None:
-    point = operating_point(np.array(hits, bool), num_gt)
+    point = metrics.operating_point(np.array(hits, bool), num_gt)
     assert (point.precision, point.recall, point.f1) == pytest.approx((precision, recall, f1))
     assert point.predictions == len(hits)
 
@@ -192,9 +176,9 @@ def test_compliance_ratio(masked: int, faces: int, ratio: float | None) -> None:
 
 def test_compliance_bias() -> None:
     # found scenes: .5 - 1 and .75 - .25; the missed scene has no sign
-    assert compliance_error([1.0, 0.25, 0.6], [0.5, 0.75, None]).bias_detected == 0.0
-    assert compliance_error([1.0, 0.5], [0.5, 0.25]).bias_detected == pytest.approx(-0.375)
-    assert compliance_error([0.5], [None]).bias_detected is None
+    assert metrics.compliance_error([1.0, 0.25, 0.6], [0.5, 0.75, None]).bias_detected == 0.0
+    assert metrics.compliance_error([1.0, 0.5], [0.5, 0.25]).bias_detected == pytest.approx(-0.375)
+    assert metrics.compliance_error([0.5], [None]).bias_detected is None
 
 
 @pytest.mark.parametrize(
@@ -217,7 +201,7 @@ def test_compliance_error(
     missed: int,
     skipped: int,
 ) -> None:
-    result = compliance_error(truth, predicted)
+    result = metrics.compliance_error(truth, predicted)
     assert result.mae == (None if mae is None else pytest.approx(mae))
     assert result.mae_detected == (None if mae_detected is None else pytest.approx(mae_detected))
     assert (result.scenes, result.scenes_missed, result.scenes_without_faces) == (
@@ -244,47 +228,50 @@ def test_torchmetrics_cross_check_equals_our_coco_ap() -> None:
         predictions.append((pred, score, pred_class))
         targets.append((gt, gt_class))
         for c in (0, 1):
-            matches = match_greedy(pred[pred_class == c], score[pred_class == c], gt[gt_class == c])
+            matches = metrics.match_greedy(
+                pred[pred_class == c], score[pred_class == c], gt[gt_class == c]
+            )
             scores, hits, num_gt = per_class[c]
             per_class[c] = (
                 scores + list(score[pred_class == c]),
                 hits + list(matches.true_positive),
                 num_gt + int(np.sum(gt_class == c)),
             )
-    reference = torchmetrics_ap50(predictions, targets, num_classes=3)
+    reference = metrics.torchmetrics_ap50(predictions, targets, num_classes=3)
     for c in (0, 1):
         scores, hits, num_gt = per_class[c]
-        precision, recall = precision_recall_curve(np.array(scores), np.array(hits), num_gt)
-        assert reference[c] == pytest.approx(coco_ap_101(precision, recall), abs=1e-6)
-        assert 0.2 < voc_ap(precision, recall) < 1.0  # a case that tests something
+        precision, recall = metrics.precision_recall_curve(np.array(scores), np.array(hits), num_gt)
+        assert reference[c] == pytest.approx(metrics.coco_ap_101(precision, recall), abs=1e-6)
+        assert 0.2 < metrics.voc_ap(precision, recall) < 1.0  # a case that tests something
     assert reference[2] is None  # a class with no ground truth has no AP
 
 
-def _hits(scores: list[float], hits: list[bool], num_gt: int) -> SceneHits:
-    return SceneHits(np.array(scores, np.float64), np.array(hits, bool), num_gt)
+def _hits(scores: list[float], hits: list[bool], num_gt: int) -> metrics.SceneHits:
+    return metrics.SceneHits(np.array(scores, np.float64), np.array(hits, bool), num_gt)
 
 
 def test_pooled_ap_by_hand() -> None:
     a = _hits([0.9], [True], 1)
     b = _hits([0.7, 0.6], [False, True], 1)
-    assert pooled_ap([a]) == 1.0
-    assert pooled_ap([b]) == pytest.approx(0.5)
+    assert metrics.pooled_ap([a]) == 1.0
+    assert metrics.pooled_ap([b]) == pytest.approx(0.5)
     # .9 hit, .7 miss, .6 hit of 2: P 1 at R 1/2, P 2/3 at R 1
-    assert pooled_ap([a, b]) == pytest.approx(0.5 + 0.5 * 2 / 3)
-    assert pooled_ap([_hits([0.8], [False], 0)]) is None
+    assert metrics.pooled_ap([a, b]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert metrics.pooled_ap([_hits([0.8], [False], 0)]) is None
 
 
 def test_scene_bootstrap_intervals_by_hand() -> None:
     # Two scenes; with 1000 draws of two, each of "both A" and "both B" comes up about 250
     # times, so the 2.5 and 97.5 percentiles are the all-B and all-A values exactly.
     class_hits = {"with_mask": [_hits([0.9], [True], 1), _hits([0.7, 0.6], [False, True], 1)]}
-    intervals = scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000)
+    intervals = metrics.scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000)
     assert intervals["level"] == 0.95
     assert intervals["rounds"] == 1000
     assert intervals["ap"] == {"with_mask": [pytest.approx(0.5), pytest.approx(1.0)]}
     assert intervals["mae"] == [pytest.approx(0.1), pytest.approx(0.4)]
     assert intervals["face_recall"] == [pytest.approx(0.5), pytest.approx(1.0)]
-    assert scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000) == intervals
+    again = metrics.scene_bootstrap(class_hits, [0.1, 0.4], [(1, 1), (1, 2)], rounds=1000)
+    assert again == intervals
 
 
 def test_scene_bootstrap_leaves_out_draws_where_a_figure_is_undefined() -> None:
@@ -292,7 +279,7 @@ def test_scene_bootstrap_leaves_out_draws_where_a_figure_is_undefined() -> None:
     # other draw gives scene 2's figures, so every interval is a single point.
     class_hits = {"with_mask": [_hits([], [], 0), _hits([0.8, 0.5], [True, False], 1)],
                   "without_mask": [_hits([], [], 0), _hits([], [], 0)]}
-    intervals = scene_bootstrap(class_hits, [None, 0.2], [(0, 0), (1, 1)], rounds=200)
+    intervals = metrics.scene_bootstrap(class_hits, [None, 0.2], [(0, 0), (1, 1)], rounds=200)
     assert intervals["ap"] == {"with_mask": [1.0, 1.0], "without_mask": None}
     assert intervals["mae"] == [pytest.approx(0.2), pytest.approx(0.2)]
     assert intervals["face_recall"] == [1.0, 1.0]
@@ -300,4 +287,4 @@ def test_scene_bootstrap_leaves_out_draws_where_a_figure_is_undefined() -> None:
 
 def test_scene_bootstrap_refuses_lists_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="one entry per scene"):
-        scene_bootstrap({"with_mask": [_hits([], [], 1)]}, [0.1, 0.2], [(0, 1)])
+        metrics.scene_bootstrap({"with_mask": [_hits([], [], 1)]}, [0.1, 0.2], [(0, 1)])
