@@ -20,6 +20,8 @@ from worker.pipeline.decode import (
     ACCEPTED_DEMUXERS,
     MediaInfo,
     build_decode_args,
+    build_packet_count_args,
+    build_probe_args,
     estimate_sample_count,
     iter_frames,
     output_size,
@@ -213,6 +215,25 @@ def test_build_decode_args(
     else:
         assert _value(args, "-frames:v") == "1"
         assert "-copyts" not in args and "framecrc" not in args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        build_probe_args(Path("/srv/u/x.mp4")),
+        build_probe_args(Path("/srv/u/x.jpg"), "jpeg_pipe"),
+        build_packet_count_args(Path("/srv/u/x.mkv"), "matroska", 0),
+    ],
+    ids=["probe", "probe-still", "packet-count"],
+)
+def test_every_ffprobe_run_is_restricted_to_the_file_and_the_accepted_demuxers(
+    args: list[str],
+) -> None:
+    assert _value(args, "-protocol_whitelist") == "file"
+    assert _value(args, "-format_whitelist") == ",".join(ACCEPTED_DEMUXERS)
+    assert args[-1].startswith("file:/srv/u/x.")
+    assert "hls" not in ACCEPTED_DEMUXERS and "concat" not in ACCEPTED_DEMUXERS
+    assert "image2" not in ACCEPTED_DEMUXERS
 
 
 def test_build_decode_args_uses_the_given_timestamp_pipe() -> None:
