@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from sqlalchemy.orm import Session
-from storage.records import FaceRecord
 
+from maskwatch.core.records import FaceRecord
 from storage.models import Job
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import frames as frame_repo

@@ -24,6 +24,7 @@ from api.deps import SessionDep, services
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
 from api.routes.evidence import evidence_response
 from api.schemas import iso_utc, shown
+from maskwatch.core.counts import FaceCounts
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
 from storage.repositories import dashboard as dashboard_repo
@@ -222,7 +223,7 @@ def camera_page(
     )
 
 
-def _job_row(job: Job, summary: report_repo.JobSummary | None) -> dict[str, Any]:
+def _job_row(job: Job, summary: FaceCounts | None) -> dict[str, Any]:
     """A job as the job list and its live updates show it; summary only once succeeded."""
     if job.status is not JobStatus.SUCCEEDED:
         summary = None

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import FaceCounts
 from storage.models import Camera, FrameStat, Job, JobStatus
-from storage.repositories import reports as report_repo
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,7 @@ def camera_overview(session: Session, site: str | None = None) -> list[CameraOve
     return overview
 
 
-def job_summaries(session: Session, job_ids: Collection[str]) -> dict[str, report_repo.JobSummary]:
+def job_summaries(session: Session, job_ids: Collection[str]) -> dict[str, FaceCounts]:
     """``report_repo.job_summary`` of many jobs in one query; jobs without frames are absent."""
     if not job_ids:
         return {}
@@ -104,14 +103,13 @@ def job_summaries(session: Session, job_ids: Collection[str]) -> dict[str, repor
         .group_by(FrameStat.job_id)
     )
     return {
-        job_id: report_repo.JobSummary(
+        job_id: FaceCounts(
             frames=int(frames),
             frames_with_faces=int(with_faces),
             faces=int(faces),
             masked=int(masked),
             unmasked=int(unmasked),
             incorrect=int(incorrect),
-            compliance_ratio=None if not faces else masked / faces,
         )
         for job_id, frames, with_faces, faces, masked, unmasked, incorrect in rows
     }

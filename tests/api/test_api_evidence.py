@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy.orm import Session
-from storage.records import FaceRecord
 
+from maskwatch.core.records import FaceRecord
 from maskwatch.settings import Settings
 from storage.models import Job, JobStatus
 from tests.api.api_support import Keys, bearer, frame

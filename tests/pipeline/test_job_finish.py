@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.records import FrameRecord
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
-from storage.records import FrameRecord
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo

@@ -7,8 +7,8 @@ import io
 
 import numpy as np
 from PIL import Image, ImageFilter
-from storage.records import FaceRecord
 
+from maskwatch.core.records import FaceRecord
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import MediaInfo, iter_frames
 from worker.pipeline.errors import DecodeError
