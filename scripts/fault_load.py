@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from tests.fixtures.scenes import make_composition_video  # noqa: E402
 
+from ml.footage import make_composition_video  # noqa: E402
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
     FrameStat,

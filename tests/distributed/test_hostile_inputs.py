@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
-from tests.fixtures.scenes import make_truncated_copy
 
 from api.uploads import display_name, safe_extension
+from ml.footage import make_truncated_copy
 from storage.models import InputKind, JobStatus, SegmentStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo

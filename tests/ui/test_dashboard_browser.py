@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright import sync_api as playwright_api
-from tests.fixtures.scenes import make_composition_video
 
 from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
+from ml.footage import make_composition_video
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
 from storage.repositories import api_keys as key_repo
