@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from worker.pipeline.decode import (
+    _RESTRICTED_INPUT,
     MediaInfo,
     _fps_fraction,
     _frame_range,
@@ -57,6 +58,10 @@ def build_timeline_args(info: MediaInfo) -> list[str]:
         "ffprobe",
         "-v",
         "error",
+        # the same allow-lists as every other run, and the demuxer the probe accepted
+        *_RESTRICTED_INPUT,
+        "-f",
+        info.demuxer,
         "-select_streams",
         str(info.stream_index),
         "-show_entries",
