@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DATABASE_RETRY_AFTER_S = 5  # a lost database is usually back within seconds (a restart)
 ROUTERS = (
     health.router, jobs.router, reports.router, classify.router, alerts.router, evidence.router
 )
@@ -137,7 +139,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """Unexpected errors: logged with their traceback, answered without internals."""
+    """Unexpected errors: logged with their traceback, answered without internals. A
+    database that cannot be reached is a 503 with Retry-After: the client should try again."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated or isinstance(
+        exc, OperationalError
+    ):
+        logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         {"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR

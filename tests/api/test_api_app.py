@@ -25,6 +25,19 @@ def test_healthz_is_503_when_the_database_is_down(tmp_path: Path) -> None:
     assert (response.status_code, response.json()) == (503, {"detail": "database unreachable"})
 
 
+def test_requests_while_the_database_is_down_are_503_with_retry_after(tmp_path: Path) -> None:
+    """A client that gets this retries (the fault runs of docs/deployment.md saw a 500)."""
+    settings = Settings(
+        database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", upload_dir=tmp_path
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/v1/jobs", headers=bearer("mw_any-key"))
+    assert (response.status_code, response.json()) == (
+        503, {"detail": "the database is unavailable; try again"}
+    )  # fmt: skip
+    assert response.headers["retry-after"] == "5"
+
+
 def test_openapi_documents_every_route_and_the_bearer_scheme(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
