@@ -1,4 +1,4 @@
-"""A job's evidence stills: which footage may be read for them, and rendering one."""
+"""A job's evidence: which footage may be read for it, its stills and its annotated video."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from storage.models import Job
 from storage.records import FaceRecord
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import frames as frame_repo
+from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.decode import probe
 from worker.pipeline.errors import InputError
 from worker.pipeline.evidence import FrameNotFound, evidence_still
+from worker.pipeline.render import write_annotated_video
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +70,25 @@ def render(session: Session, job: Job, frame_index: int, upload_dir: Path, *, bl
     except (InputError, TimeoutError) as exc:
         logger.warning("job %s frame %d: evidence not rendered: %s", job.id, frame_index, exc)
         raise EvidenceUnavailable("this job's footage can no longer be read") from exc
+
+
+def write_job_video(
+    session: Session, job: Job, footage: Path, out: Path, *, blur: bool
+) -> int:
+    """The job's footage annotated with its stored faces, as H.264 at ``out``; frames written.
+
+    ``footage`` is the file to read: the CLI's own input, or an upload checked by
+    ``footage_of``.
+
+    Raises:
+        DecodeError, TimeoutError, EncodeError: see ``write_annotated_video``.
+    """
+    faces_by_frame: dict[int, list[FaceRecord]] = {}
+    for d in frame_repo.list_detections(session, job.id):
+        faces_by_frame.setdefault(d.frame_index, []).append(
+            FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob)
+        )
+    sample_fps = AnalysisSettings.from_dict(job.settings).sample_fps
+    return write_annotated_video(
+        probe(footage), faces_by_frame, out, sample_fps=sample_fps, blur=blur
+    )
