@@ -11,11 +11,13 @@ from storage.models import Job
 from storage.records import FaceRecord
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import videos as video_repo
 from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.decode import probe
 from worker.pipeline.errors import InputError
 from worker.pipeline.evidence import FrameNotFound, evidence_still
-from worker.pipeline.render import write_annotated_video
+from worker.pipeline.render import EncodeError, write_annotated_video
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +94,40 @@ def write_job_video(
     return write_annotated_video(
         probe(footage), faces_by_frame, out, sample_fps=sample_fps, blur=blur
     )
+
+
+def video_path(upload_dir: Path, job_id: str) -> Path:
+    """Where a job's annotated video is kept: beside the uploads, named by the job's id."""
+    return upload_dir / "annotated" / f"{job_id}.mp4"
+
+
+def render_requested_video(session: Session, job_id: str, upload_dir: Path) -> bool:
+    """Render a queued annotated video (the worker's side; commits its own steps).
+
+    Returns whether this call rendered it; False when it was not queued (a duplicate
+    message, or another worker has it). A failure is recorded on the video, in words.
+    """
+    if not video_repo.start(session, job_id):
+        session.rollback()
+        return False
+    session.commit()
+    video = video_repo.get_video(session, job_id)
+    job = job_repo.get_job(session, job_id)
+    if video is None or job is None:
+        return False
+    out = video_path(upload_dir, job_id)
+    partial = out.with_suffix(".part.mp4")
+    try:
+        frames = write_job_video(
+            session, job, footage_of(job, upload_dir), partial, blur=video.blur_faces
+        )
+        partial.replace(out)  # never a half-written file under the final name
+    except (EvidenceUnavailable, InputError, TimeoutError, EncodeError) as exc:
+        partial.unlink(missing_ok=True)
+        video_repo.finish(session, job_id, frames=None, error=str(exc))
+        session.commit()
+        logger.info("job %s: annotated video failed: %s", job_id, exc)
+        return True
+    video_repo.finish(session, job_id, frames=frames, error=None)
+    session.commit()
+    return True
