@@ -383,3 +383,39 @@ class AlertAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VideoStatus(enum.StrEnum):
+    """Lifecycle of a job's annotated video."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AnnotatedVideo(Base):
+    """A job's footage re-rendered with boxes and labels; the file lives beside the uploads."""
+
+    __tablename__ = "annotated_videos"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[VideoStatus] = mapped_column(
+        Enum(
+            VideoStatus,
+            name="video_status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=_enum_values,
+            validate_strings=True,
+        ),
+        default=VideoStatus.QUEUED,
+    )
+    blur_faces: Mapped[bool] = mapped_column(Boolean)
+    frames: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,4 +1,5 @@
-"""Celery tasks of alerts: evaluate an ended job's rules, deliver one webhook (with retries)."""
+"""Celery tasks beside the analysis: alerts (evaluate an ended job's rules, deliver one
+webhook with retries) and evidence (render a requested annotated video)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import logging
 
 from celery import Task
 
-from worker import alerts
+from worker import alerts, evidence
 from worker.celery_app import app
-from worker.events import DELIVER_WEBHOOK, EVALUATE_JOB, send_delivery
+from worker.events import DELIVER_WEBHOOK, EVALUATE_JOB, RENDER_VIDEO, send_delivery
 from worker.process import worker_process
 from worker.tasks import TRANSIENT_ERRORS
 
@@ -56,3 +57,11 @@ def deliver_webhook(self: AlertTask, delivery_id: int) -> None:
         session.commit()
     if attempted is not None and attempted.retry_in_s is not None:
         send_delivery(delivery_id, attempted.retry_in_s)
+
+
+@app.task(name=RENDER_VIDEO, base=AlertTask, bind=True)
+def render_video(self: AlertTask, job_id: str) -> None:
+    """Render a job's requested annotated video into the upload folder."""
+    process = worker_process()
+    with process.session_factory() as session:
+        evidence.render_requested_video(session, job_id, process.settings.upload_dir)

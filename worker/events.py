@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 ALERTS_QUEUE = "alerts"
 EVALUATE_JOB = "alerts.evaluate_job"
 DELIVER_WEBHOOK = "alerts.deliver_webhook"
+RENDER_VIDEO = "evidence.render_video"  # on the analysis queue: it decodes and encodes
 
 
 def job_ended(job_id: str, status: str, failure: metrics.FailureKind | None = None) -> None:
@@ -35,3 +36,8 @@ def job_ended(job_id: str, status: str, failure: metrics.FailureKind | None = No
 
 def send_delivery(delivery_id: int, countdown_s: float | None = None) -> None:
     app.send_task(DELIVER_WEBHOOK, args=[delivery_id], queue=ALERTS_QUEUE, countdown=countdown_s)
+
+
+def send_video(job_id: str) -> None:
+    """Ask a worker to render the job's requested annotated video (the request is committed)."""
+    app.send_task(RENDER_VIDEO, args=[job_id])

@@ -1,4 +1,4 @@
-"""A job's evidence stills: which footage may be read for them, and rendering one."""
+"""A job's evidence: which footage may be read for it, its stills and its annotated video."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from maskwatch.core.records import FaceRecord
 from storage.models import Job
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import videos as video_repo
+from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.decode import probe
 from worker.pipeline.errors import InputError
 from worker.pipeline.evidence import FrameNotFound, evidence_still
+from worker.pipeline.render import EncodeError, write_annotated_video
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +72,62 @@ def render(session: Session, job: Job, frame_index: int, upload_dir: Path, *, bl
     except (InputError, TimeoutError) as exc:
         logger.warning("job %s frame %d: evidence not rendered: %s", job.id, frame_index, exc)
         raise EvidenceUnavailable("this job's footage can no longer be read") from exc
+
+
+def write_job_video(
+    session: Session, job: Job, footage: Path, out: Path, *, blur: bool
+) -> int:
+    """The job's footage annotated with its stored faces, as H.264 at ``out``; frames written.
+
+    ``footage`` is the file to read: the CLI's own input, or an upload checked by
+    ``footage_of``.
+
+    Raises:
+        DecodeError, TimeoutError, EncodeError: see ``write_annotated_video``.
+    """
+    faces_by_frame: dict[int, list[FaceRecord]] = {}
+    for d in frame_repo.list_detections(session, job.id):
+        faces_by_frame.setdefault(d.frame_index, []).append(
+            FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob)
+        )
+    sample_fps = AnalysisSettings.from_dict(job.settings).sample_fps
+    return write_annotated_video(
+        probe(footage), faces_by_frame, out, sample_fps=sample_fps, blur=blur
+    )
+
+
+def video_path(upload_dir: Path, job_id: str) -> Path:
+    """Where a job's annotated video is kept: beside the uploads, named by the job's id."""
+    return upload_dir / "annotated" / f"{job_id}.mp4"
+
+
+def render_requested_video(session: Session, job_id: str, upload_dir: Path) -> bool:
+    """Render a queued annotated video (the worker's side; commits its own steps).
+
+    Returns whether this call rendered it; False when it was not queued (a duplicate
+    message, or another worker has it). A failure is recorded on the video, in words.
+    """
+    if not video_repo.start(session, job_id):
+        session.rollback()
+        return False
+    session.commit()
+    video = video_repo.get_video(session, job_id)
+    job = job_repo.get_job(session, job_id)
+    if video is None or job is None:
+        return False
+    out = video_path(upload_dir, job_id)
+    partial = out.with_suffix(".part.mp4")
+    try:
+        frames = write_job_video(
+            session, job, footage_of(job, upload_dir), partial, blur=video.blur_faces
+        )
+        partial.replace(out)  # never a half-written file under the final name
+    except (EvidenceUnavailable, InputError, TimeoutError, EncodeError) as exc:
+        partial.unlink(missing_ok=True)
+        video_repo.finish(session, job_id, frames=None, error=str(exc))
+        session.commit()
+        logger.info("job %s: annotated video failed: %s", job_id, exc)
+        return True
+    video_repo.finish(session, job_id, frames=frames, error=None)
+    session.commit()
+    return True

@@ -16,6 +16,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy.orm import Session
 
 from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS
 from maskwatch.runtime import (
@@ -26,10 +27,13 @@ from maskwatch.runtime import (
     open_database,
 )
 from maskwatch.settings import get_settings
-from storage.models import InputKind, JobStatus
+from storage.models import InputKind, Job, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
+from worker.evidence import write_job_video
 from worker.jobs import run_job
+from worker.pipeline.errors import InputError
+from worker.pipeline.render import EncodeError
 from worker.report import build_report
 
 from .render import render_report
@@ -50,6 +54,14 @@ def analyze(
         False, "--fast", help=f"Run one detector ({FAST_DETECTOR_WEIGHTS}) instead of the "
         "merged pair: 1.4-2x the speed, fewer masked faces found (docs/model-card.md).",
     ),
+    annotated_video: Path = typer.Option(
+        None, "--annotated-video", dir_okay=False, help="Also write the analysed frames with "
+        "each face's box and label drawn to this H.264 .mp4 (one input only).",
+    ),
+    blur_faces: bool = typer.Option(
+        False, "--blur-faces", help="Blur every face in the annotated video (boxes and labels "
+        "kept).",
+    ),
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
     settings = get_settings()
@@ -67,6 +79,8 @@ def analyze(
     inputs = expand_inputs(paths)
     if not inputs:
         raise _usage_error(console, "no input files found")
+    if annotated_video is not None and len(inputs) != 1:
+        raise _usage_error(console, f"--annotated-video takes one input, not {len(inputs)}")
     with session_factory() as session:
         cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
         job_ids = [
@@ -114,6 +128,8 @@ def analyze(
     with session_factory() as session:
         jobs = [job_repo.get_job(session, job_id) for job_id in job_ids]
         report = build_report(session, [j for j in jobs if j is not None], worst=worst)
+        if annotated_video is not None:
+            _write_video(session, jobs[0], inputs[0], annotated_video, blur_faces, console)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -126,6 +142,21 @@ def _usage_error(console: Console, message: str) -> typer.Exit:
     """Print ``message`` as one line (never wrapped, never read as markup); exit status 2."""
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
+
+
+def _write_video(
+    session: Session, job: Job | None, footage: Path, out: Path, blur: bool, console: Console
+) -> None:
+    """Write the job's annotated video; a failure is reported and sets exit status 1."""
+    if job is None or job.status is not JobStatus.SUCCEEDED:
+        console.print(f"[yellow]no annotated video:[/yellow] {footage.name} was not analysed")
+        return
+    try:
+        frames = write_job_video(session, job, footage, out, blur=blur)
+    except (InputError, TimeoutError, EncodeError) as exc:
+        console.print(f"[red]error:[/red] annotated video not written: {exc}")
+        raise typer.Exit(1) from exc
+    Console(stderr=True).print(f"annotated video: {out} ({frames} frames)")
 
 
 def register(app: typer.Typer) -> None:

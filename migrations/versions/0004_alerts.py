@@ -1,4 +1,4 @@
-"""Alert rules, their webhook deliveries and each delivery attempt; an index for the dashboard.
+"""Alert rules, their webhook deliveries and attempts; annotated videos; a dashboard index.
 
 Revision ID: 0004
 Revises: 0002
@@ -21,6 +21,7 @@ depends_on: str | Sequence[str] | None = None
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ALERT_KINDS = ("compliance_below", "job_failed", "job_finished")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+VIDEO_STATUSES = ("queued", "running", "succeeded", "failed")
 
 
 def _one_of(values: Sequence[str]) -> str:
@@ -98,6 +99,23 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "annotated_videos",
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("blur_faces", sa.Boolean(), nullable=False),
+        sa.Column("frames", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("job_id", name="pk_annotated_videos"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name="fk_annotated_videos_job_id_jobs", ondelete="CASCADE"
+        ),
+        sa.CheckConstraint(
+            f"status IN ({_one_of(VIDEO_STATUSES)})", name=op.f("ck_annotated_videos_video_status")
+        ),
+    )
     # The dashboard's per-camera series and per-job totals (index-only on PostgreSQL).
     op.create_index(
         "ix_frame_stats_job_id_captured_at",
@@ -109,6 +127,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_frame_stats_job_id_captured_at", table_name="frame_stats")
+    op.drop_table("annotated_videos")
     op.drop_table("alert_attempts")
     op.drop_index("ix_alert_deliveries_status_updated_at", table_name="alert_deliveries")
     op.drop_table("alert_deliveries")

@@ -95,7 +95,9 @@ def test_stills_are_refused_with_the_reason(
     footage_job.input_path = str(Path(client.app.state.services.settings.upload_dir) / "gone.mp4")
     session.commit()
     gone = client.get(f"{base}/0/evidence.jpg", headers=bearer(keys.north))
-    assert (gone.status_code, gone.json()["detail"]) == (410, "this job's footage is no longer kept")
+    assert (gone.status_code, gone.json()["detail"]) == (
+        410, "this job's footage is no longer kept"
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,3 +117,24 @@ def test_blur_changes_only_the_padded_box(box: tuple[int, int, int, int]) -> Non
     assert changed[:, 1].min() >= box[0] - pad_x - 1 and changed[:, 1].max() <= box[2] + pad_x
     assert changed[:, 0].min() >= box[1] - pad_y - 1 and changed[:, 0].max() <= box[3] + pad_y
     assert len(changed) > 0.8 * (min(box[2], 160) - box[0]) * (min(box[3], 120) - box[1])
+
+
+def test_an_annotated_video_is_refused_before_it_is_asked_for_or_possible(
+    client: TestClient, keys: Keys, footage_job: Job, make_job: Callable[..., Job],
+    session: Session, upload_dir: Path,
+) -> None:
+    """The accepted request needs a broker and a worker: tests/api/test_e2e_observability.py."""
+    base = f"/v1/jobs/{footage_job.id}/annotated-video"
+    never = client.get(base, headers=bearer(keys.north))
+    assert (never.status_code, never.json()["detail"]) == (404, "no annotated video was requested")
+    assert client.get(f"{base}.mp4", headers=bearer(keys.north)).status_code == 404
+    assert client.post(base, headers=bearer(keys.south)).status_code == 404
+    running = make_job(status=JobStatus.RUNNING)
+    busy = client.post(f"/v1/jobs/{running.id}/annotated-video", headers=bearer(keys.north))
+    assert (busy.status_code, busy.json()["detail"]) == (409, "the job is running")
+    footage_job.input_path = str(upload_dir / "deleted.mp4")
+    session.commit()
+    gone = client.post(base, headers=bearer(keys.north))
+    assert (gone.status_code, gone.json()["detail"]) == (
+        410, "this job's footage is no longer kept"
+    )

@@ -25,6 +25,7 @@ from tests.api.api_support import postgres_database
 from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
 from tests.api.webhook_receiver import receiving
 from tests.polling import wait_for
+from worker.pipeline.decode import iter_frames, probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -271,3 +272,33 @@ def test_webhooks_reach_a_receiver_that_was_down_when_the_job_ended(
         log = delivery["log"]
         assert isinstance(log, list)
         assert log[0]["status_code"] is None and log[-1]["status_code"] == 200
+
+
+def test_an_annotated_video_is_rendered_by_a_worker_and_downloaded(
+    stack: Stack, clip: Path, tmp_path: Path
+) -> None:
+    job = wait_finished(stack, submit(stack, clip, "video-cam")["id"])
+    assert job["status"] == "succeeded", f"{job}\n{stack.logs()}"
+    base = f"{stack.api_url}/v1/jobs/{job['id']}/annotated-video"
+    asked = httpx.post(base, headers=stack.headers(), timeout=10)
+    assert asked.status_code == 202, asked.text
+    assert (asked.json()["status"], asked.json()["blur_faces"]) == ("queued", True)
+
+    video: dict[str, object] = {}
+
+    def rendered() -> bool:
+        for process in stack.processes:
+            process.check_alive()
+        video.update(httpx.get(base, headers=stack.headers(), timeout=10).json())
+        return video["status"] in ("succeeded", "failed")
+
+    wait_for(rendered, JOB_TIMEOUT_S, f"the annotated video\n{stack.logs()}")
+    assert (video["status"], video["error"], video["frames"]) == ("succeeded", None, FRAMES)
+    response = httpx.get(f"{stack.api_url}{video['download']}", headers=stack.headers(),
+                         timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+    out = tmp_path / "annotated.mp4"
+    out.write_bytes(response.content)
+    info = probe(out)
+    assert (info.kind, info.codec, info.width, info.height) == ("video", "h264", 640, 360)
+    assert len(list(iter_frames(info, sample_fps=None))) == FRAMES

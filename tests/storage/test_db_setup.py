@@ -27,7 +27,7 @@ from storage.models import Base, Camera
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
     "cameras", "jobs", "job_segments", "frame_stats", "face_detections", "api_keys",
-    "alert_rules", "alert_deliveries", "alert_attempts",
+    "alert_rules", "alert_deliveries", "alert_attempts", "annotated_videos",
 }
 
 
