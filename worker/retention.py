@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from maskwatch.settings import Settings
 from storage.models import Job, utcnow
 from storage.repositories import jobs as job_repo
+from worker.evidence import video_path
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +38,23 @@ def upload_of(job: Job, upload_dir: Path) -> Path | None:
     return path if path.is_relative_to(root) and path != root else None
 
 
+def derived_files(upload_dir: Path, job_id: str) -> list[Path]:
+    """Files MaskWatch rendered from a job's footage (its annotated video): personal data
+    like the footage itself, so they go wherever the footage goes."""
+    return [video_path(upload_dir, job_id)]
+
+
 def delete_job(
     session: Session,
     job: Job,
     upload_dir: Path,
     cancel: Callable[[Session, Job], None],
-) -> Path | None:
+) -> list[Path]:
     """Delete a job and its rows, cancelling it first if it is queued or running.
 
     Segment tasks of a cancelled job stop at their next batch; one that was storing a
-    batch meanwhile finds its job gone. Returns the upload to remove after the commit.
+    batch meanwhile finds its job gone. Returns the files to remove after the commit: the
+    upload (if it is one) and what was rendered from it.
     """
     if job.status not in job_repo.FINISHED:
         # It may finish meanwhile: then it is deleted all the same.
@@ -54,7 +62,7 @@ def delete_job(
             cancel(session, job)
     upload = upload_of(job, upload_dir)
     job_repo.delete_job(session, job.id)
-    return upload
+    return ([upload] if upload else []) + derived_files(upload_dir, job.id)
 
 
 def remove_files(paths: list[Path]) -> int:
@@ -76,7 +84,7 @@ class Expired:
     """What one retention pass found."""
 
     job_ids: list[str]
-    uploads: list[Path]
+    files: list[Path]  # their uploads and what was rendered from them
 
 
 def expire_uploads(
@@ -90,7 +98,11 @@ def expire_uploads(
     )
     for job_id, _ in found:
         job_repo.forget_upload(session, job_id)
-    return Expired([job_id for job_id, _ in found], [Path(path) for _, path in found])
+    return Expired(
+        [job_id for job_id, _ in found],
+        [Path(path) for _, path in found]
+        + [file for job_id, _ in found for file in derived_files(upload_dir, job_id)],
+    )
 
 
 RETENTION_LOCK_KEY = "maskwatch:retention"
@@ -122,7 +134,7 @@ def apply_retention(settings: Settings) -> int:
                     session, settings.upload_dir, settings.upload_retention_days, RETENTION_BATCH
                 )
                 session.commit()
-                removed += remove_files(expired.uploads)
+                removed += remove_files(expired.files)
                 if len(expired.job_ids) < RETENTION_BATCH:
                     break
     finally:

@@ -309,9 +309,9 @@ def delete_job(job_id: str, request: Request, caller: CallerDep, session: Sessio
     running job is cancelled first. To stop a job and keep what it stored, cancel it."""
     job = visible_job(session, caller, job_id)
     svc = services(request)
-    upload = retention.delete_job(session, job, svc.settings.upload_dir, svc.cancel)
+    files = retention.delete_job(session, job, svc.settings.upload_dir, svc.cancel)
     session.commit()
-    retention.remove_files([upload] if upload else [])
+    retention.remove_files(files)
     logger.info("job %s deleted by key %d", job_id, caller.key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

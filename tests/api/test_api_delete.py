@@ -20,6 +20,7 @@ from storage.repositories import reports as report_repo
 from storage.repositories import segments as segment_repo
 from tests.api.api_support import Keys, bearer, files_under, frame
 from worker import retention
+from worker.evidence import video_path
 
 
 def rows_of(session: Session, job_id: str) -> dict[str, int]:
@@ -73,12 +74,15 @@ def test_delete_removes_the_upload_and_every_row_of_the_job(
 ) -> None:
     job_id = analysed_upload(status).id
     [upload] = files_under(upload_dir)
+    rendered = video_path(upload_dir, job_id)  # an annotated video made from the footage
+    rendered.parent.mkdir(parents=True)
+    rendered.write_bytes(b"rendered frames")
     assert rows_of(session, job_id) == {
         "frame_stats": 2, "face_detections": 4, "job_segments": 2, "jobs": 1
     }
     response = client.delete(f"/v1/jobs/{job_id}", headers=bearer(keys.north))
     assert (response.status_code, response.content) == (204, b"")
-    assert not upload.exists() and files_under(upload_dir) == []
+    assert not upload.exists() and not rendered.exists() and files_under(upload_dir) == []
     assert rows_of(session, job_id) == {
         "frame_stats": 0, "face_detections": 0, "job_segments": 0, "jobs": 0
     }
@@ -160,11 +164,17 @@ def test_retention_deletes_old_uploads_and_keeps_their_statistics(
     session.commit()
     uploads = {job.id: Path(job.input_path) for job in (old, recent, running)}
 
+    rendered = {job.id: video_path(upload_dir, job.id) for job in (old, recent)}
+    for video in rendered.values():
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.write_bytes(b"rendered frames")
+
     expired = retention.expire_uploads(session, upload_dir, retention_days=10)
     session.commit()
     assert expired.job_ids == [old.id]
-    assert retention.remove_files(expired.uploads) == 1
-    assert not uploads[old.id].exists()
+    assert retention.remove_files(expired.files) == 2  # the footage and its rendering
+    assert not uploads[old.id].exists() and not rendered[old.id].exists()
+    assert rendered[recent.id].exists()
     assert uploads[recent.id].exists() and uploads[running.id].exists() and own.exists()
     session.expire_all()
     kept = job_repo.get_job(session, old.id)

@@ -62,8 +62,8 @@ def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
         assert job is not None
         gone = retention.delete_job(session, job, uploads, cancel_job)
         session.commit()
-    assert gone == upload.resolve()
-    assert retention.remove_files([gone]) == 1
+    assert gone[0] == upload.resolve()
+    assert retention.remove_files(gone) == 1  # the upload: nothing was rendered from it
 
     def every_segment_reported() -> bool:
         logs = cluster.logs(tail_chars=1_000_000)
