@@ -171,31 +171,15 @@ class MaskWatchClient:
                 return
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        """Stop a queued or running job, keeping what it stored; the cancelled job.
-
-        ``POST /v1/jobs/{id}/cancel``; a server without that route (older ones, where
-        ``DELETE`` cancels) is asked with ``DELETE`` instead.
-        """
-        path = f"/v1/jobs/{_segment(job_id)}"
-        try:
-            job: dict[str, Any] = self._json("POST", f"{path}/cancel")
-        except ApiError as exc:
-            no_such_route = exc.detail in ("Not Found", "Method Not Allowed")  # not "job not found"
-            if not (exc.status_code in (404, 405) and no_such_route):
-                raise
-            job = self._json("DELETE", path)
+        """``POST /v1/jobs/{id}/cancel``: stop a queued or running job, keeping what it
+        stored; the cancelled job."""
+        job: dict[str, Any] = self._json("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
         return job
 
-    def delete(self, job_id: str) -> dict[str, Any] | None:
-        """``DELETE /v1/jobs/{id}``: the job and its data (204, None), as the server does it.
-
-        Servers before job deletion cancel instead and answer with the cancelled job.
-        """
-        response = self._send("DELETE", f"/v1/jobs/{_segment(job_id)}")
-        if response.status_code == 204 or not response.content:
-            return None
-        job: dict[str, Any] = response.json()
-        return job
+    def delete(self, job_id: str) -> None:
+        """``DELETE /v1/jobs/{id}``: the job, its footage, its rows and what was rendered
+        from it (a running job is cancelled first)."""
+        self._send("DELETE", f"/v1/jobs/{_segment(job_id)}")
 
     def frames(self, job_id: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         page: dict[str, Any] = self._json(

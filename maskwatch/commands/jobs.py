@@ -85,13 +85,11 @@ def jobs_cancel(job_id: str = JOB_ID, api: str = API_OPTION, key: str = KEY_OPTI
 
 @jobs_app.command("delete")
 def jobs_delete(job_id: str = JOB_ID, api: str = API_OPTION, key: str = KEY_OPTION) -> None:
-    """Delete a job as the server's DELETE /v1/jobs/{id} does (see the API's docs)."""
+    """Delete a job: its uploaded footage, its statistics, what was rendered from it (a
+    running job is cancelled first). Cannot be undone."""
     with connected(api, key) as client:
-        answer = client.delete(job_id)
-    if answer is None:
-        typer.echo(f"deleted job {job_id}", err=True)
-    else:  # a server where DELETE cancels
-        print_json(answer)
+        client.delete(job_id)
+    typer.echo(f"deleted job {job_id}", err=True)
 
 
 def reports(
