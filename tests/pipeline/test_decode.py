@@ -17,6 +17,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from ml.footage import make_truncated_copy
+from worker.pipeline import timeline as timeline_module
 from worker.pipeline.decode import (
     ACCEPTED_DEMUXERS,
     MediaInfo,
@@ -31,6 +32,7 @@ from worker.pipeline.decode import (
 from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
 from worker.pipeline.ffmpeg_args import build_timeline_args
 from worker.pipeline.sampling import frame_range, is_sample, sample_indices
+from worker.pipeline.timeline import read_timeline
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_VIDEO = REPO / "worker" / "samples" / "sample.mp4"
@@ -568,6 +570,31 @@ def test_a_killed_ffmpeg_is_a_fault_not_bad_input(clips: dict[str, Path]) -> Non
 
     # The same file still decodes in full: the file was never the problem.
     assert len(list(iter_frames(info, sample_fps=None))) == 80
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts", "ntsc"])
+@pytest.mark.parametrize("sample_fps", [2.0, 3.0, None])
+def test_the_planning_timeline_counts_the_frames_decoding_yields(
+    clips: dict[str, Path], container: str, sample_fps: float | None
+) -> None:
+    """The timeline's ffprobe reads the file with the probed demuxer (-f) under the same
+    whitelists as decoding, and picks samples by the same rule."""
+    info = probe(clips[container])
+    timeline = read_timeline(info, sample_fps=sample_fps or 1000.0, bucket_s=1.0, max_frames=10_000)
+    assert timeline is not None
+    assert timeline.samples == len(_decode(clips[container], sample_fps=sample_fps))
+
+
+def test_a_killed_ffprobe_while_planning_is_a_fault_not_bad_input(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = probe(clips["mp4"])
+    # Injected: a stand-in for ffprobe that the OOM killer takes, as it takes ffprobe.
+    monkeypatch.setattr(timeline_module, "build_timeline_args", lambda _info: [
+        "sh", "-c", "kill -KILL $$"
+    ])  # fmt: skip
+    with pytest.raises(DecoderKilled, match=r"^clip.mp4: ffprobe was killed by SIGKILL$"):
+        read_timeline(info, sample_fps=2.0, bucket_s=1.0, max_frames=1000)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
