@@ -28,5 +28,5 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 echo "setup: installing maskwatch and its pinned dependencies into $VENV (torch takes ~2 min)"
 "$VENV/bin/python" -m pip install -q -e ".[service,dev,ml]"
-"$VENV/bin/python" -c "import torch, facenet_pytorch, ffmpeg, sqlalchemy; print('setup: ok, torch', torch.__version__)"
+"$VENV/bin/python" -c "import torch, facenet_pytorch, sqlalchemy; print('setup: ok, torch', torch.__version__)"
 touch "$VENV/.installed"

@@ -1,9 +1,10 @@
-"""Decoding stage: ffmpeg argv (pure), sampling and segments on real clips, user-facing errors."""
+"""Decoding stage: the sample rule and input restrictions (pure), sampling and segments on
+real clips, user-facing errors."""
 
 from __future__ import annotations
 
+import math
 import os
-import re
 import signal
 import struct
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from ml.footage import make_truncated_copy
+from worker.pipeline import timeline as timeline_module
 from worker.pipeline.decode import (
     ACCEPTED_DEMUXERS,
     MediaInfo,
@@ -28,6 +30,9 @@ from worker.pipeline.decode import (
     probe,
 )
 from worker.pipeline.errors import DecodeError, DecoderKilled, InputError, UnsupportedMediaError
+from worker.pipeline.ffmpeg_args import build_timeline_args
+from worker.pipeline.sampling import frame_range, is_sample, sample_indices
+from worker.pipeline.timeline import read_timeline
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_VIDEO = REPO / "worker" / "samples" / "sample.mp4"
@@ -129,115 +134,55 @@ def _value(args: list[str], option: str, occurrence: int = 0) -> str | None:
 
 
 @pytest.mark.parametrize(
-    ("info", "kwargs", "seek", "duration", "pixels_filter"),
-    [
-        pytest.param(
-            _video(), {"sample_fps": None}, None, None,
-            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)'",
-            id="whole-file-every-frame",
-        ),
-        pytest.param(
-            _video(), {"sample_fps": 2, "start_s": 3.0, "end_s": 6.0}, "2.850000", "3.100000",
-            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),30)*lt(ld(0),60)"
-            "*lt(2*5*ceil((2*ld(0)-1)*1/(2*5)),(2*ld(0)+1)*1)'",
-            id="segment-sampled-2fps",
-        ),
-        pytest.param(
-            _video(), {"sample_fps": 3, "end_s": 4.0}, None, "3.950000",
-            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)*lt(ld(0),40)"
-            "*lt(2*10*ceil((2*ld(0)-1)*3/(2*10)),(2*ld(0)+1)*3)'",
-            id="fractional-step-10/3",
-        ),
-        pytest.param(
-            _video(fps=30000 / 1001), {"sample_fps": 30, "start_s": 1.0}, "0.950950", None,
-            "select='st(0,round((t-0.000000)*30000/1001));gte(ld(0),30)'",
-            id="ntsc-rate-sampling-above-source-keeps-every-frame",
-        ),
-        pytest.param(
-            _video(start_s=1.5, container_start_s=1.4), {"sample_fps": None, "start_s": 2.0},
-            "1.950000", None,
-            "select='st(0,round((t-1.500000)*10/1));gte(ld(0),20)'",
-            id="stream-starts-after-container",
-        ),
-        pytest.param(
-            _video(1920, 1080), {"sample_fps": 5, "max_side": 1280}, None, None,
-            "select='st(0,round((t-0.000000)*10/1));gte(ld(0),0)"
-            "*lt(2*2*ceil((2*ld(0)-1)*1/(2*2)),(2*ld(0)+1)*1)',scale=1280:720:flags=area",
-            id="scaled-after-select",
-        ),
-        pytest.param(
-            _video(), {"sample_fps": None, "start_s": 3.0, "preroll_s": float("inf")}, None,
-            None, "select='st(0,round((t-0.000000)*10/1));gte(ld(0),30)'",
-            id="infinite-preroll-means-no-seek",
-        ),
-        pytest.param(
-            IMAGE, {"sample_fps": 2, "max_side": 1000}, None, None, "scale=1000:750:flags=area",
-            id="image-scaled",
-        ),
-        pytest.param(IMAGE, {"sample_fps": None}, None, None, None, id="image-as-is"),
-    ],
-)  # fmt: skip
-def test_build_decode_args(
-    info: MediaInfo,
-    kwargs: dict[str, object],
-    seek: str | None,
-    duration: str | None,
-    pixels_filter: str | None,
-) -> None:
-    args = build_decode_args(info, **kwargs)  # type: ignore[arg-type]
-
-    assert args[:6] == ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
-    assert args[-5:] == ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    assert _value(args, "-i") == f"file:{info.path}"
-    # The file is read by the demuxer the probe found, under the allow-lists: nothing else.
-    assert args[args.index("-i") - 6 : args.index("-i")] == [
-        "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS),
-        "-f", info.demuxer,
-    ]  # fmt: skip
-    assert _value(args, "-ss") == seek
-    assert _value(args, "-t") == duration
-    assert args.index("-i") > max(
-        (args.index(option) for option in ("-ss", "-t") if option in args), default=0
-    ), "seek and duration are input options"
-    filters = [args[i + 1] for i, arg in enumerate(args) if arg == "-vf"]
-    assert (filters[-1] if filters else None) == pixels_filter
-    if info.kind == "video":
-        assert "-copyts" in args
-        assert args.count("-map") == 2 and _value(args, "-map") == "0:0"
-        assert args.count("passthrough") == 2
-        # The timestamp output (first) keeps the samples plus the frames before the range.
-        assert pixels_filter is not None
-        head, keep = pixels_filter.split(",scale")[0].removeprefix("select='")[:-1].split(";")
-        first = re.search(r"gte\(ld\(0\),(\d+)\)", keep)
-        assert first is not None
-        assert filters[0] == f"select='{head};lt(ld(0),{first.group(1)})+{keep}'"
-        assert args[args.index("framecrc") + 1] == "pipe:3"
-    else:
-        assert _value(args, "-frames:v") == "1"
-        assert "-copyts" not in args and "framecrc" not in args
+    ("fps", "sample_fps"),
+    [(10, 2), (10, 3), (30000 / 1001, 5), (25, 5), (30, 5), (30000 / 1001, 1), (10, 7.5)],
+)
+def test_one_sample_rule_for_decoding_planning_and_segments(fps: float, sample_fps: float) -> None:
+    """The frames a sampled decode yields (sample_indices), the frames the timeline counts
+    (is_sample) and the frames of consecutive segments are the same frames."""
+    info = _video(fps=fps, duration_s=60.0)
+    whole = frame_range(info, sample_fps, 0.0, 60.0)
+    step = whole.step
+    assert step is not None
+    samples = list(sample_indices(whole))
+    assert samples == [n for n in range(whole.stop or 0) if is_sample(n, step)]
+    assert abs(len(samples) - 60 * sample_fps) <= 1  # a sample at 60 s may round below it
+    # Evenly spread: consecutive samples are floor(step) or ceil(step) frames apart.
+    assert {b - a for a, b in zip(samples, samples[1:], strict=False)} <= {
+        math.floor(step), math.ceil(step)
+    }
+    pieces = [frame_range(info, sample_fps, t, t + 7.0) for t in (0.0, 7.0, 14.0, 21.0)]
+    joined = [n for piece in pieces for n in sample_indices(piece)]
+    stop = pieces[-1].stop
+    assert stop is not None
+    assert joined == [n for n in samples if n < stop]
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "demuxer"),
     [
-        build_probe_args(Path("/srv/u/x.mp4")),
-        build_probe_args(Path("/srv/u/x.jpg"), "jpeg_pipe"),
-        build_packet_count_args(Path("/srv/u/x.mkv"), "matroska", 0),
+        (build_probe_args(Path("/srv/u/x.mp4")), None),
+        (build_probe_args(Path("/srv/u/x.jpg"), "jpeg_pipe"), "jpeg_pipe"),
+        (build_packet_count_args(Path("/srv/u/x.mkv"), "matroska", 0), "matroska"),
+        (build_timeline_args(_video()), "mov"),
+        (build_decode_args(_video(), sample_fps=2, start_s=3.0, end_s=6.0), "mov"),
+        (build_decode_args(IMAGE, sample_fps=None, max_side=1000), IMAGE.demuxer),
     ],
-    ids=["probe", "probe-still", "packet-count"],
+    ids=["probe", "probe-still", "packet-count", "timeline", "decode-video", "decode-image"],
 )
-def test_every_ffprobe_run_is_restricted_to_the_file_and_the_accepted_demuxers(
-    args: list[str],
+def test_every_ffprobe_and_ffmpeg_run_is_restricted_to_the_file_and_the_accepted_demuxers(
+    args: list[str], demuxer: str | None
 ) -> None:
-    assert _value(args, "-protocol_whitelist") == "file"
-    assert _value(args, "-format_whitelist") == ",".join(ACCEPTED_DEMUXERS)
-    assert args[-1].startswith("file:/srv/u/x.")
+    """Security, not layout: ffmpeg reads nothing but the uploaded file, after probing with
+    the demuxer probing found (the hostile-input tests show the refusals these produce)."""
+    url = _value(args, "-i") or args[-1]
+    assert url.startswith("file:/srv/u")
+    input_options = args[: args.index(url)]
+    assert _value(input_options, "-protocol_whitelist") == "file"
+    assert _value(input_options, "-format_whitelist") == ",".join(ACCEPTED_DEMUXERS)
+    assert _value(input_options, "-f") == demuxer
     assert "hls" not in ACCEPTED_DEMUXERS and "concat" not in ACCEPTED_DEMUXERS
     assert "image2" not in ACCEPTED_DEMUXERS
-
-
-def test_build_decode_args_uses_the_given_timestamp_pipe() -> None:
-    assert "pipe:9" in build_decode_args(_video(), sample_fps=1, pts_fd=9)
 
 
 @pytest.mark.parametrize(
@@ -625,6 +570,31 @@ def test_a_killed_ffmpeg_is_a_fault_not_bad_input(clips: dict[str, Path]) -> Non
 
     # The same file still decodes in full: the file was never the problem.
     assert len(list(iter_frames(info, sample_fps=None))) == 80
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts", "ntsc"])
+@pytest.mark.parametrize("sample_fps", [2.0, 3.0, None])
+def test_the_planning_timeline_counts_the_frames_decoding_yields(
+    clips: dict[str, Path], container: str, sample_fps: float | None
+) -> None:
+    """The timeline's ffprobe reads the file with the probed demuxer (-f) under the same
+    whitelists as decoding, and picks samples by the same rule."""
+    info = probe(clips[container])
+    timeline = read_timeline(info, sample_fps=sample_fps or 1000.0, bucket_s=1.0, max_frames=10_000)
+    assert timeline is not None
+    assert timeline.samples == len(_decode(clips[container], sample_fps=sample_fps))
+
+
+def test_a_killed_ffprobe_while_planning_is_a_fault_not_bad_input(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = probe(clips["mp4"])
+    # Injected: a stand-in for ffprobe that the OOM killer takes, as it takes ffprobe.
+    monkeypatch.setattr(timeline_module, "build_timeline_args", lambda _info: [
+        "sh", "-c", "kill -KILL $$"
+    ])  # fmt: skip
+    with pytest.raises(DecoderKilled, match=r"^clip.mp4: ffprobe was killed by SIGKILL$"):
+        read_timeline(info, sample_fps=2.0, bucket_s=1.0, max_frames=1000)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

@@ -13,22 +13,20 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from fractions import Fraction
 
-from worker.pipeline.decode import (
-    _RESTRICTED_INPUT,
-    MediaInfo,
-    _fps_fraction,
-    _frame_range,
-    _input_url,
-    _short_reason,
-)
 from worker.pipeline.errors import DecodeError, InputError
+from worker.pipeline.ffmpeg_args import build_timeline_args
+from worker.pipeline.ffmpeg_process import raise_if_killed, short_reason
+from worker.pipeline.media import MediaInfo
+from worker.pipeline.sampling import (
+    BOUND_TOLERANCE_FRAMES,
+    fps_fraction,
+    frame_range,
+    is_sample,
+    nearest_frame,
+)
 
 TIMELINE_TIMEOUT_S = 120.0  # demuxing a 2 GB file takes seconds; this is a runaway guard
-# A frame this close (in frames) below a bucket's start belongs to it, as decode's segment
-# bounds have it (decode._BOUND_TOLERANCE_FRAMES).
-_BOUND_TOLERANCE_FRAMES = 1e-6
 
 
 @dataclass
@@ -50,26 +48,6 @@ class Timeline:
 
 class TooManyFrames(InputError):
     """The stream holds more frames than a job may read."""
-
-
-def build_timeline_args(info: MediaInfo) -> list[str]:
-    """The ffprobe argv listing the analysed stream's packet timestamps (demux only)."""
-    return [
-        "ffprobe",
-        "-v",
-        "error",
-        # the same allow-lists as every other run, and the demuxer the probe accepted
-        *_RESTRICTED_INPUT,
-        "-f",
-        info.demuxer,
-        "-select_streams",
-        str(info.stream_index),
-        "-show_entries",
-        "packet=pts_time,dts_time",
-        "-of",
-        "csv=p=0",
-        _input_url(info.path),
-    ]
 
 
 def read_timeline(
@@ -99,6 +77,7 @@ def read_timeline(
     Raises:
         TooManyFrames: more than ``max_frames`` frames.
         DecodeError: ffprobe failed on the file.
+        DecoderKilled: ffprobe was killed by a signal (a fault, not the file's).
         TimeoutError: ffprobe took longer than ``timeout_s``.
     """
     if info.kind != "video" or info.fps is None:
@@ -107,8 +86,8 @@ def read_timeline(
         raise ValueError("bucket_s must be > 0")
     # Floats, not Fractions, per packet: ffprobe prints times to the microsecond, far finer
     # than a frame, and exact rationals cost ~40 us a packet (minutes for a day of video).
-    fps = float(_fps_fraction(info.fps))
-    step = _frame_range(info, sample_fps, 0.0, None).step
+    fps = float(fps_fraction(info.fps))
+    step = frame_range(info, sample_fps, 0.0, None).step
     frames_per_bucket = fps * bucket_s
     timeline = Timeline(bucket_s=bucket_s)
     stamped = False
@@ -135,7 +114,7 @@ def read_timeline(
                 if time_text is None:
                     continue
                 stamped = True
-                index = _nearest_frame((float(time_text) - info.start_s) * fps)
+                index = nearest_frame((float(time_text) - info.start_s) * fps)
                 if index < 0:
                     continue  # before the stream start: decoding never yields it either
                 timeline.frames += 1
@@ -144,13 +123,13 @@ def read_timeline(
                         f"{info.name}: holds more than {max_frames} frames, more "
                         "than a job may analyse; split it into shorter files"
                     )
-                if step is not None and not _is_sample(index, step):
+                if step is not None and not is_sample(index, step):
                     continue
                 timeline.samples += 1
                 if max_samples is not None and timeline.samples > max_samples:
                     timeline.stopped_early = True
                     break
-                bucket = math.floor((index + _BOUND_TOLERANCE_FRAMES) / frames_per_bucket)
+                bucket = math.floor((index + BOUND_TOLERANCE_FRAMES) / frames_per_bucket)
                 counts = timeline.samples_per_bucket
                 counts[bucket] = counts.get(bucket, 0) + 1
             else:
@@ -164,10 +143,12 @@ def read_timeline(
             proc.wait()
         if expired.is_set():
             raise TimeoutError(f"{info.name}: listing frames took over {timeout_s:g} s")
+        if not timeline.stopped_early:
+            raise_if_killed(info.name, "ffprobe", proc.returncode)
         if proc.returncode != 0 and not timeline.stopped_early:
             stderr.seek(0)
             lines = stderr.read().decode("utf-8", "replace").splitlines()
-            reason = _short_reason(lines, info.path, info.name)
+            reason = short_reason(lines, info.path, info.name)
             raise DecodeError(f"{info.name}: not a readable video file ({reason})")
     return timeline if stamped else None
 
@@ -178,23 +159,3 @@ def _packet_time(line: str) -> str | None:
         if text and text != "N/A":
             return text
     return None
-
-
-def _nearest_frame(position: float) -> int:
-    """The frame index nearest ``position`` (in frames), halves away from zero as decoding
-    rounds them (decode._round_half_away)."""
-    if position >= 0:
-        return math.floor(position + 0.5)
-    return -math.floor(0.5 - position)
-
-
-def _is_sample(index: int, step: Fraction) -> bool:
-    """Whether frame ``index`` is a sample at ``step`` source frames per sample.
-
-    Decoding's rule (decode._sample_indices, decode._select_expr): frame n is a sample iff
-    an integer k satisfies (2n-1)R <= 2kP < (2n+1)R, where step = P/R; the only candidate
-    is k = ceil((2n-1)R / 2P).
-    """
-    p, r = step.numerator, step.denominator
-    k = -((-(2 * index - 1) * r) // (2 * p))
-    return 2 * k * p < (2 * index + 1) * r
