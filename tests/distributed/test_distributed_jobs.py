@@ -95,7 +95,9 @@ def test_bad_input_fails_the_job_with_its_reason_and_the_worker_goes_on(
     # Bad input is never retried: one attempt, logged once, no retry scheduled.
     logs = cluster.logs(tail_chars=1_000_000)
     assert logs.count(f"job {bad_id} failed on its input") == 1
-    assert "Retry in" not in logs
+    # (the workers are shared with other tests, whose retries of real faults are in the log)
+    retries = [line for line in logs.splitlines() if "Retry in" in line]
+    assert not [line for line in retries if "lobby-notes" in line or bad_id in line], retries
 
     good_id = create_job(session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
     enqueue_job(good_id, celery=celery_client)
