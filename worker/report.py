@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.models import Job
-from storage.records import REPORT_DIGITS, compliance_ratio
+from storage.records import REPORT_DIGITS, PeopleCounts, compliance_ratio
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 
 MOMENT_GAP_S = 2.0
 
@@ -51,6 +52,24 @@ class Counts:
         return {**asdict(self), "compliance_ratio": self.compliance_ratio}
 
 
+def people_dict(people: PeopleCounts) -> dict[str, Any]:
+    """The per-person figures as the JSON report shows them (ratios rounded like faces')."""
+
+    def shown(ratio: float | None) -> float | None:
+        return None if ratio is None else round(ratio, REPORT_DIGITS)
+
+    return {
+        "total": people.total,
+        "masked": people.masked,
+        "unmasked": people.unmasked,
+        "incorrect": people.incorrect,
+        "compliance_ratio": shown(people.compliance_ratio),
+        "ever_unmasked": people.ever_unmasked,
+        "seconds_seen": round(people.seconds_seen, 1),
+        "seconds_compliance_ratio": shown(people.seconds_compliance_ratio),
+    }
+
+
 @dataclass(frozen=True)
 class JobReport:
     job_id: str
@@ -63,6 +82,7 @@ class JobReport:
     worst_moments: list[Moment] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
+    people: PeopleCounts = PeopleCounts()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +93,7 @@ class JobReport:
             "status": self.status,
             "error": self.error,
             **self.counts.to_dict(),
+            "people": people_dict(self.people),
             "worst_moments": [asdict(m) for m in self.worst_moments],
             "settings": self.settings,
             "duration_s": self.duration_s,
@@ -90,9 +111,16 @@ class Report:
             total = total + job.counts
         return total
 
+    @property
+    def people(self) -> PeopleCounts:
+        total = PeopleCounts()
+        for job in self.jobs:
+            total = total + job.people
+        return total
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "totals": self.totals.to_dict(),
+            "totals": {**self.totals.to_dict(), "people": people_dict(self.people)},
             "jobs_succeeded": sum(j.status == "succeeded" for j in self.jobs),
             "jobs_failed": sum(j.status == "failed" for j in self.jobs),
             "jobs": [j.to_dict() for j in self.jobs],
@@ -132,6 +160,7 @@ def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
         worst_moments=moments,
         settings=dict(job.settings or {}),
         duration_s=duration,
+        people=track_repo.people_summary(session, job.id),
     )
 
 
