@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from storage.models import InputKind, Job, JobStatus
-from storage.records import REPORT_DIGITS
+from storage.models import InputKind, Job, JobStatus, Track
+from storage.records import REPORT_DIGITS, PeopleCounts
 from storage.repositories.reports import Bucket, JobSummary
 from worker.pipeline.config import AnalysisSettings
 
@@ -41,8 +41,37 @@ class Progress(_Out):
     frames_total: int | None = Field(description="sampled frames expected; None until known")
 
 
+class PeopleOut(_Out):
+    """People seen (one per track, labelled by what they wore longest).
+
+    compliance_ratio = masked / total; seconds_compliance_ratio = person-seconds masked /
+    person-seconds seen; ever_unmasked: people seen without a mask at some moment.
+    """
+
+    total: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+    ever_unmasked: int
+    seconds_compliance_ratio: float | None
+
+    @classmethod
+    def of(cls, people: PeopleCounts) -> PeopleOut:
+        return cls(
+            total=people.total,
+            masked=people.masked,
+            unmasked=people.unmasked,
+            incorrect=people.incorrect,
+            compliance_ratio=shown(people.compliance_ratio),
+            ever_unmasked=people.ever_unmasked,
+            seconds_compliance_ratio=shown(people.seconds_compliance_ratio),
+        )
+
+
 class Summary(_Out):
-    """Totals over a succeeded job's frames; compliance_ratio = masked / faces."""
+    """Totals over a succeeded job's frames (face-frames; compliance_ratio = masked / faces)
+    and its people."""
 
     frames: int
     frames_with_faces: int
@@ -51,9 +80,10 @@ class Summary(_Out):
     unmasked: int
     incorrect: int
     compliance_ratio: float | None
+    people: PeopleOut | None = None
 
     @classmethod
-    def of(cls, summary: JobSummary) -> Summary:
+    def of(cls, summary: JobSummary, people: PeopleCounts | None = None) -> Summary:
         return cls(
             frames=summary.frames,
             frames_with_faces=summary.frames_with_faces,
@@ -62,6 +92,7 @@ class Summary(_Out):
             unmasked=summary.unmasked,
             incorrect=summary.incorrect,
             compliance_ratio=shown(summary.compliance_ratio),
+            people=None if people is None else PeopleOut.of(people),
         )
 
 
@@ -91,7 +122,9 @@ class JobOut(_Out):
     )
 
     @classmethod
-    def of(cls, job: Job, summary: JobSummary | None = None) -> JobOut:
+    def of(
+        cls, job: Job, summary: JobSummary | None = None, people: PeopleCounts | None = None
+    ) -> JobOut:
         return cls(
             id=job.id,
             status=job.status,
@@ -105,7 +138,7 @@ class JobOut(_Out):
             finished_at=job.finished_at,
             progress=Progress(frames_done=job.frames_done, frames_total=job.frames_total),
             error=job.error,
-            summary=None if summary is None else Summary.of(summary),
+            summary=None if summary is None else Summary.of(summary, people),
             detector_weights=(job.settings or {}).get("detector_weights"),
             mirror_faces=AnalysisSettings.from_dict(job.settings or {}).mirror_faces,
         )
@@ -132,8 +165,50 @@ class FramePage(BaseModel):
     total: int = Field(description="frames the job has, over all pages")
 
 
+class TrackOut(BaseModel):
+    """One person's appearance: when, how long, what they wore (seconds of each label)."""
+
+    track_id: int = Field(description="the job's track number, from 1 in order of appearance")
+    first_frame_index: int
+    last_frame_index: int
+    first_s: float = Field(description="seconds from the footage start")
+    last_s: float
+    seconds_seen: float
+    seconds_masked: float
+    seconds_unmasked: float
+    seconds_incorrect: float
+    readings: int = Field(description="classifier readings behind the figures")
+    label: str = Field(description="the label held the longest")
+    box: list[float] = Field(
+        min_length=4, max_length=4, description="a representative face box (x1, y1, x2, y2)"
+    )
+
+    @classmethod
+    def of(cls, track: Track) -> TrackOut:
+        return cls(
+            track_id=track.track_index or 0,
+            first_frame_index=track.first_frame_index,
+            last_frame_index=track.last_frame_index,
+            first_s=track.first_s,
+            last_s=track.last_s,
+            seconds_seen=round(track.seconds_seen, 4),
+            seconds_masked=round(track.seconds_masked, 4),
+            seconds_unmasked=round(track.seconds_unmasked, 4),
+            seconds_incorrect=round(track.seconds_incorrect, 4),
+            readings=track.readings,
+            label=track.label,
+            box=[track.x1, track.y1, track.x2, track.y2],
+        )
+
+
+class TrackPage(BaseModel):
+    items: list[TrackOut]
+    total: int = Field(description="tracks (people) the job has, over all pages")
+
+
 class BucketOut(_Out):
-    """Totals of the frames captured in [bucket_start, bucket_start + bucket)."""
+    """Totals of the frames captured in [bucket_start, bucket_start + bucket) (face-frames),
+    and of the people first seen in it (people_*)."""
 
     bucket_start: UTCDateTime
     faces: int
@@ -141,9 +216,15 @@ class BucketOut(_Out):
     unmasked: int
     incorrect: int
     compliance_ratio: float | None
+    people: int = 0
+    people_masked: int = 0
+    people_unmasked: int = 0
+    people_incorrect: int = 0
+    people_compliance_ratio: float | None = None
 
     @classmethod
-    def of(cls, bucket: Bucket) -> BucketOut:
+    def of(cls, bucket: Bucket, people: PeopleCounts | None = None) -> BucketOut:
+        people = people or PeopleCounts()
         return cls(
             bucket_start=bucket.start,
             faces=bucket.faces,
@@ -151,6 +232,11 @@ class BucketOut(_Out):
             unmasked=bucket.unmasked,
             incorrect=bucket.incorrect,
             compliance_ratio=shown(bucket.compliance_ratio),
+            people=people.total,
+            people_masked=people.masked,
+            people_unmasked=people.unmasked,
+            people_incorrect=people.incorrect,
+            people_compliance_ratio=shown(people.compliance_ratio),
         )
 
 

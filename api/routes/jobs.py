@@ -1,4 +1,4 @@
-"""/v1/jobs: submit footage, follow a job, list jobs, cancel one, page through its frames."""
+"""/v1/jobs: submit footage, follow a job, list jobs, cancel one, page its frames and people."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from api.auth import Caller, CallerDep
 from api.deps import Services, SessionDep, services
 from api.errors import documented, media_error
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, form_name, parse_instant, unprocessable
-from api.schemas import FrameOut, FramePage, JobOut, JobPage
+from api.schemas import FrameOut, FramePage, JobOut, JobPage, TrackOut, TrackPage
 from api.uploads import Upload, UploadError, receive_upload
 from maskwatch.runtime import analysis_settings
 from storage.models import InputKind, Job, JobStatus
@@ -24,6 +24,7 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 from worker.pipeline.config import (
     FAST_DETECTOR_WEIGHTS,
     SHIPPED_DETECTOR_WEIGHTS,
@@ -212,8 +213,10 @@ def visible_job(session: Session, caller: Caller, job_id: str) -> Job:
 
 
 def job_out(session: Session, job: Job) -> JobOut:
-    succeeded = job.status is JobStatus.SUCCEEDED
-    return JobOut.of(job, report_repo.job_summary(session, job.id) if succeeded else None)
+    if job.status is not JobStatus.SUCCEEDED:
+        return JobOut.of(job)
+    summary = report_repo.job_summary(session, job.id)
+    return JobOut.of(job, summary, track_repo.people_summary(session, job.id))
 
 
 @router.get("", response_model=JobPage, responses=documented(401, 422))
@@ -283,3 +286,17 @@ def list_frames(
     job = visible_job(session, caller, job_id)
     frames, total = frame_repo.list_frames(session, job.id, offset=offset, limit=limit)
     return FramePage(items=[FrameOut.model_validate(f) for f in frames], total=total)
+
+
+@router.get("/{job_id}/tracks", response_model=TrackPage, responses=documented(401, 404))
+def list_tracks(
+    job_id: str,
+    caller: CallerDep,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_FRAMES_PAGE)] = 100,
+) -> TrackPage:
+    """The job's people (one track per appearance) in order of appearance."""
+    job = visible_job(session, caller, job_id)
+    tracks, total = track_repo.list_tracks(session, job.id, offset=offset, limit=limit)
+    return TrackPage(items=[TrackOut.of(t) for t in tracks], total=total)

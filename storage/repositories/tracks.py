@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import FaceDetection, Job, Track
+from storage.models import Camera, FaceDetection, Job, JobStatus, Track
 from storage.records import FACE_LABELS, PeopleCounts, TrackRecord
+from storage.repositories import reports as report_repo
+from storage.repositories.reports import BucketSize
 
 MAX_PAGE_SIZE = 1000
 Box = tuple[float, float, float, float]
@@ -202,3 +204,41 @@ def people_summary(session: Session, job_id: str) -> PeopleCounts:
     """People seen in the job (its tracks); zeros for a job without tracks."""
     row = session.execute(select(*people_columns()).where(Track.job_id == job_id)).one()
     return people_of(row)
+
+
+def people_timeseries(
+    session: Session,
+    *,
+    site: str | None = None,
+    camera: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: BucketSize,
+) -> dict[datetime, PeopleCounts]:
+    """People of succeeded jobs by the UTC bucket of their first appearance.
+
+    The filters are those of ``reports.compliance_timeseries``; a person is counted once,
+    in the bucket they were first seen in (``start``/``end`` apply to that moment).
+
+    Raises:
+        ValueError: on an unknown bucket size or a naive start or end.
+    """
+    report_repo.check_bucket_query(bucket, start, end)
+    dialect = session.get_bind().dialect.name
+    bucket_expr = report_repo.bucket_start(dialect, bucket, Track.first_seen_at)
+    query = (
+        select(bucket_expr.label("bucket_start"), *people_columns())
+        .join(Job, Job.id == Track.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
+        .where(Job.status == JobStatus.SUCCEEDED)
+        .group_by(literal_column("bucket_start"))
+    )
+    if site is not None:
+        query = query.where(Camera.site == site)
+    if camera is not None:
+        query = query.where(Camera.name == camera)
+    if start is not None:
+        query = query.where(Track.first_seen_at >= start)
+    if end is not None:
+        query = query.where(Track.first_seen_at < end)
+    return {report_repo.as_utc(row[0]): people_of(row[1:]) for row in session.execute(query)}

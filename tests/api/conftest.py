@@ -20,11 +20,12 @@ from api.deps import LazyModels
 from maskwatch.settings import Settings
 from storage.db import make_engine
 from storage.models import InputKind, Job, JobStatus
-from storage.records import FrameRecord
+from storage.records import FrameRecord, TrackRecord
 from storage.repositories import api_keys as key_repo
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
+from storage.repositories import tracks as track_repo
 from tests.api.api_support import (
     BACKENDS,
     POSTGRES_DATABASE,
@@ -33,6 +34,7 @@ from tests.api.api_support import (
     Queue,
 )
 from tests.db_support import migrated_database
+from worker.people import finalise_tracks
 
 MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
 MAX_CLASSIFY_BYTES = 128 * 1024
@@ -153,7 +155,8 @@ def keys(session: Session) -> Keys:
 
 @pytest.fixture
 def make_job(session: Session) -> Callable[..., Job]:
-    """A committed job at ``site``/``camera`` in ``status``, with ``frames`` stored."""
+    """A committed job at ``site``/``camera`` in ``status``, with ``frames`` and ``people``
+    (tracks) stored."""
 
     def build(
         site: str = "north",
@@ -162,6 +165,7 @@ def make_job(session: Session) -> Callable[..., Job]:
         frames: list[FrameRecord] | None = None,
         recorded_at: datetime = datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
         error: str = "boom",
+        people: list[TrackRecord] | None = None,
     ) -> Job:
         cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
         job = job_repo.create_job(
@@ -175,6 +179,9 @@ def make_job(session: Session) -> Callable[..., Job]:
         )
         if status is not JobStatus.QUEUED:
             job_repo.mark_running(session, job, frames_total=len(frames or []))
+        if people:
+            track_repo.save_tracks(session, job, people, {})
+            finalise_tracks(session, job)
         if frames:
             frame_repo.replace_frames(session, job, frames)
             job_repo.add_progress(session, job.id, len(frames))

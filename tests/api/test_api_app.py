@@ -31,6 +31,7 @@ def test_openapi_documents_every_route_and_the_bearer_scheme(client: TestClient)
         "/v1/jobs",
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/frames",
+        "/v1/jobs/{job_id}/tracks",
         "/v1/reports",
         "/v1/classify",
     }

@@ -64,6 +64,7 @@ OPERATIONS = [
     ("GET", "/v1/jobs/{job_id}"),
     ("DELETE", "/v1/jobs/{job_id}"),
     ("GET", "/v1/jobs/{job_id}/frames"),
+    ("GET", "/v1/jobs/{job_id}/tracks"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/classify"),
 ]
