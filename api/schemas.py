@@ -150,7 +150,11 @@ class JobPage(BaseModel):
 
 
 class FrameOut(_Out):
-    """Face counts of one analysed frame; timestamp_s is seconds from the footage start."""
+    """Face counts of one sampled frame; timestamp_s is seconds from the footage start.
+
+    mode: "analysed" (detected and classified) or "carried" (the scene had not changed
+    since the last analysed frame, whose faces it repeats).
+    """
 
     frame_index: int
     timestamp_s: float
@@ -158,6 +162,7 @@ class FrameOut(_Out):
     masked: int
     unmasked: int
     incorrect: int
+    mode: str
 
 
 class FramePage(BaseModel):

@@ -184,6 +184,9 @@ class FrameStat(Base):
     masked: Mapped[int] = mapped_column(Integer)
     unmasked: Mapped[int] = mapped_column(Integer)
     incorrect: Mapped[int] = mapped_column(Integer)
+    # How the frame's faces were found: "analysed", or "carried" from the last analysed
+    # frame because the scene had not changed (worker.pipeline.gating).
+    mode: Mapped[str] = mapped_column(String(8), default="analysed", server_default="analysed")
 
 
 class FaceDetection(Base):

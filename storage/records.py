@@ -40,6 +40,9 @@ class FrameRecord:
     unmasked: int
     incorrect: int
     detections: list[FaceRecord] = field(default_factory=list)
+    # "analysed" (detected and classified) or "carried" (the scene had not changed: the
+    # last analysed frame's faces, carried over)
+    mode: str = "analysed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ def analyze_segment(
     """
     # torch, only where frames are analysed
     from worker.pipeline.analyze import analyze_frames, classifier_for
+    from worker.pipeline.gating import MotionGate
     from worker.pipeline.track import segment_tracker, warmup_samples
 
     settings = AnalysisSettings.from_dict(job.settings)
@@ -125,7 +126,8 @@ def analyze_segment(
             on_progress(done, expected)
 
     try:
-        for record in analyze_frames(frames, models, box_scale, people, segment.start_s):
+        gate = None if settings.exhaustive else MotionGate()
+        for record in analyze_frames(frames, models, box_scale, people, segment.start_s, gate):
             batch.append(record)
             faces += record.faces
             if len(batch) >= batch_frames:

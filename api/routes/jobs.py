@@ -40,7 +40,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 MAX_JOBS_PAGE = 100
 MAX_FRAMES_PAGE = 1000
 MAX_OFFSET = 2**31 - 1
-FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector"})
+FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector", "exhaustive"})
 #: The detector a job may ask for; without the field it gets the server's configured one.
 DETECTORS = {"accurate": SHIPPED_DETECTOR_WEIGHTS, "fast": FAST_DETECTOR_WEIGHTS}
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -82,6 +82,13 @@ SUBMIT_BODY: dict[str, Any] = {
                             "default); fast: one, 1.4-2x the speed, fewer masked faces "
                             "found; without the field, the server's configured detector",
                         },
+                        "exhaustive": {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "true: detect and classify every sampled frame "
+                            "(the reference); false (default): frames whose scene did not "
+                            "change carry the last analysis over",
+                        },
                     },
                 }
             }
@@ -96,6 +103,7 @@ class SubmitForm:
     site: str
     recorded_at: datetime | None
     detector_weights: str | None  # None: the server's configured detector
+    exhaustive: bool = False
 
 
 def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
@@ -121,8 +129,12 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
     detector = fields.get("detector")
     if detector is not None and detector not in DETECTORS:
         raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")
+    exhaustive = fields.get("exhaustive", "false")
+    if exhaustive not in ("true", "false"):
+        raise unprocessable("exhaustive must be true or false")
     return SubmitForm(camera=camera, site=site, recorded_at=recorded_at,
-                      detector_weights=DETECTORS[detector] if detector else None)
+                      detector_weights=DETECTORS[detector] if detector else None,
+                      exhaustive=exhaustive == "true")
 
 
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
@@ -152,7 +164,9 @@ def accept_job(session: Session, svc: Services, caller: Caller, upload: Upload) 
             input_path=str(upload.path.resolve()),
             input_name=upload.display_name,
             settings=analysis_settings(
-                svc.settings, detector_weights=form.detector_weights
+                svc.settings,
+                detector_weights=form.detector_weights,
+                exhaustive=form.exhaustive or None,
             ).to_dict(),
             recorded_at=form.recorded_at,
         )

@@ -49,6 +49,10 @@ def analyze(
         False, "--fast", help=f"Run one detector ({FAST_DETECTOR_WEIGHTS}) instead of the "
         "merged pair: 1.4-2x the speed, fewer masked faces found (docs/model-card.md).",
     ),
+    exhaustive: bool = typer.Option(
+        False, "--exhaustive", help="Detect and classify every sampled frame, even where the "
+        "scene did not change (the reference the default's skipping is measured against).",
+    ),
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
     settings = get_settings()
@@ -58,6 +62,7 @@ def analyze(
         analysis = analysis_settings(
             settings, sample_fps=sample_fps, min_face_size=min_face_size,
             detector_weights=FAST_DETECTOR_WEIGHTS if fast else None,
+            exhaustive=exhaustive or None,
         )
         session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
     except (SetupError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""Tracks: one row per appearance of a person in a job; each stored face references its track.
+"""Tracks: one row per appearance of a person in a job; each stored face references its track;
+each frame says whether it was analysed or carried over (motion gating).
 
 Revision ID: 0003
 Revises: 0002
@@ -58,6 +59,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_tracks_job_id_track_index", "tracks", ["job_id", "track_index"])
     op.create_index("ix_tracks_first_seen_at", "tracks", ["first_seen_at"])
+    with op.batch_alter_table("frame_stats") as batch:
+        batch.add_column(
+            sa.Column("mode", sa.String(length=8), nullable=False, server_default="analysed")
+        )
     # Batch mode: SQLite cannot add a foreign key to an existing table in place.
     with op.batch_alter_table("face_detections") as batch:
         batch.add_column(sa.Column("track_id", BIG_ID, nullable=True))
@@ -76,6 +81,8 @@ def downgrade() -> None:
         batch.drop_index("ix_face_detections_track_id")
         batch.drop_constraint("fk_face_detections_track_id_tracks", type_="foreignkey")
         batch.drop_column("track_id")
+    with op.batch_alter_table("frame_stats") as batch:
+        batch.drop_column("mode")
     op.drop_index("ix_tracks_first_seen_at", table_name="tracks")
     op.drop_index("ix_tracks_job_id_track_index", table_name="tracks")
     op.drop_table("tracks")

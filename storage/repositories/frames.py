@@ -82,6 +82,7 @@ def replace_frames(
             "masked": record.masked,
             "unmasked": record.unmasked,
             "incorrect": record.incorrect,
+            "mode": record.mode,
         }
         for record in records
     ]

@@ -546,6 +546,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 2,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
             {
                 "frame_index": 18,
@@ -554,6 +555,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 0,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
             {
                 "frame_index": 24,
@@ -562,6 +564,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 1,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
         ],
         "total": 7,

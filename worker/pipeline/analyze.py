@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from worker.pipeline.config import AnalysisSettings
 from worker.pipeline.decode import Frame
 from worker.pipeline.detect import FaceDetector, build_detector
 from worker.pipeline.device import configure_threads, resolve_device
+from worker.pipeline.gating import FRAME_ANALYSED, FRAME_CARRIED, MotionGate
 from worker.pipeline.track import FaceTracker
 from worker.pipeline.types import (
     CLASS_INCORRECT_MASK,
@@ -134,6 +135,7 @@ def analyze_frames(
     box_scale: float = 1.0,
     tracker: FaceTracker | None = None,
     own_from_s: float = 0.0,
+    gate: MotionGate | None = None,
 ) -> Iterator[FrameRecord]:
     """Detect and classify the faces of each frame, in order; track them when asked.
 
@@ -141,13 +143,24 @@ def analyze_frames(
         tracker: links the faces into tracks; each face record then names its track.
         own_from_s: frames before this time are warm-up for the tracker only (a segment
             starting later in the footage): they are analysed but not yielded.
+        gate: when given, a frame the gate finds unchanged is not detected nor classified:
+            the last analysed frame's faces are carried over (and tracked as seen again).
     """
     warming = tracker is not None
+    last: tuple[Detections, FaceLabels] | None = None
     for frame in frames:
-        detections = models.detector.detect([frame.image])[0]
-        labels = models.classifier.classify(frame.image, detections.xyxy)
+        mode = FRAME_ANALYSED
+        if gate is not None and last is not None and not gate.needs_analysis(frame.image):
+            detections, labels = last
+            mode = FRAME_CARRIED
+        else:
+            if gate is not None and last is None:
+                gate.needs_analysis(frame.image)  # the first frame is the reference
+            detections = models.detector.detect([frame.image])[0]
+            labels = models.classifier.classify(frame.image, detections.xyxy)
+            last = (detections, labels)
         if tracker is None:
-            yield frame_record(frame, detections, labels, box_scale)
+            yield replace(frame_record(frame, detections, labels, box_scale), mode=mode)
             continue
         own = frame.timestamp_s >= own_from_s
         if own and warming:
@@ -159,4 +172,4 @@ def analyze_frames(
         )
         if own:
             keys = [face.track_key for face in tracked]
-            yield frame_record(frame, detections, labels, box_scale, keys)
+            yield replace(frame_record(frame, detections, labels, box_scale, keys), mode=mode)

@@ -72,6 +72,9 @@ class AnalysisSettings:
     mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
     mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
     mono_face_threshold: float | None = MONO_FACE_THRESHOLD
+    # True: detect and classify every sampled frame (the reference); False: frames whose
+    # scene did not change carry the last analysis over (worker.pipeline.gating).
+    exhaustive: bool = False
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(
@@ -106,6 +109,7 @@ class AnalysisSettings:
 # What jobs stored before a setting existed were analysed with.
 LEGACY_DEFAULTS: dict[str, Any] = {
     "mirror_faces": False, "mono_thresholds": None, "mono_face_threshold": None,
+    "exhaustive": True,
 }
 
 
