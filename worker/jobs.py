@@ -72,7 +72,7 @@ def analyze_segment(
     """
     # torch, only where frames are analysed
     from worker.pipeline.analyze import analyze_frames, classifier_for
-    from worker.pipeline.gating import MotionGate
+    from worker.pipeline.gating import MotionGate, grid_start
     from worker.pipeline.track import segment_tracker, warmup_samples
 
     settings = AnalysisSettings.from_dict(job.settings)
@@ -83,11 +83,19 @@ def analyze_segment(
     width, _ = output_size(info, settings.max_frame_side)
     box_scale = info.width / width
     people = segment_tracker(info, settings)
+    gate = None if settings.exhaustive else MotionGate(people.sample_period_s or None)
     # A later segment starts a few samples early, so its tracks and votes are warm at its
-    # own first frame as they would be in one run; finish_job stitches the segments' tracks.
+    # own first frame as they would be in one run (finish_job stitches the segments'
+    # tracks), and on a sample where gating forces analysis, so it gates as one run does.
     warmup_s = 0.0
     if segment.start_s > 0 and info.kind == "video":
-        warmup_s = warmup_samples() * people.sample_period_s
+        period = people.sample_period_s
+        own_first = round(segment.start_s / period)
+        first = own_first - warmup_samples()
+        if gate is not None:
+            first = grid_start(first)
+        # half a period more: a sample's frame may lie a little before its nominal time
+        warmup_s = max(0, own_first - first) * period + period / 2
     frames = iter_frames(
         info,
         sample_fps=settings.sample_fps if info.kind == "video" else None,
@@ -126,7 +134,6 @@ def analyze_segment(
             on_progress(done, expected)
 
     try:
-        gate = None if settings.exhaustive else MotionGate()
         for record in analyze_frames(frames, models, box_scale, people, segment.start_s, gate):
             batch.append(record)
             faces += record.faces

@@ -21,7 +21,7 @@ from tests.fixtures.people import STILL, STILL_SECONDS, make_people_video
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
 from worker.pipeline.detect import FaceDetector
-from worker.pipeline.gating import MAX_CARRIED, MotionGate
+from worker.pipeline.gating import MAX_CARRIED, MotionGate, grid_start
 from worker.pipeline.types import Detections
 
 
@@ -45,6 +45,18 @@ def test_gate_analyses_only_frames_that_changed(second: np.ndarray, analysed: bo
     gate = MotionGate()
     assert gate.needs_analysis(frame_with(100)) is True
     assert gate.needs_analysis(second) is analysed
+
+
+def test_gate_forces_analysis_on_an_absolute_grid_of_samples() -> None:
+    # a job split into segments gates as one run: the grid does not depend on where it began
+    whole, late = MotionGate(0.2), MotionGate(0.2)
+    verdicts = [whole.needs_analysis(frame_with(100), i * 0.2) for i in range(25)]
+    assert [i for i, v in enumerate(verdicts) if v] == [0, 10, 20]
+    start = grid_start(23 - 7)  # a segment from sample 23, warmed up from sample 16
+    assert start == 10
+    late_verdicts = [late.needs_analysis(frame_with(100), i * 0.2) for i in range(start, 25)]
+    assert late_verdicts == verdicts[start:]
+    assert grid_start(27) == 20
 
 
 def test_gate_compares_with_the_last_analysed_frame_and_forces_a_refresh() -> None:

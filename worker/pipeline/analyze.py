@@ -150,12 +150,16 @@ def analyze_frames(
     last: tuple[Detections, FaceLabels] | None = None
     for frame in frames:
         mode = FRAME_ANALYSED
-        if gate is not None and last is not None and not gate.needs_analysis(frame.image):
+        if (
+            gate is not None
+            and last is not None
+            and not gate.needs_analysis(frame.image, frame.timestamp_s)
+        ):
             detections, labels = last
             mode = FRAME_CARRIED
         else:
             if gate is not None and last is None:
-                gate.needs_analysis(frame.image)  # the first frame is the reference
+                gate.needs_analysis(frame.image, frame.timestamp_s)  # the first reference
             detections = models.detector.detect([frame.image])[0]
             labels = models.classifier.classify(frame.image, detections.xyxy)
             last = (detections, labels)

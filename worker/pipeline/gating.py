@@ -15,7 +15,10 @@ CELL_BLOCKS = 8
 # A cell whose mean grey level moved by more than this (0-255) is motion. Re-encoding a
 # still scene moves cells by well under 1 level; a face stepping in moves its cell by tens.
 CELL_CHANGE = 4.0
-# However still the scene, detect in full at least every this many sampled frames.
+# However still the scene, detect in full at least every this many sampled frames: on
+# every sample whose number (from the footage start) is a multiple of it. The grid is
+# absolute so that a job split into segments gates exactly as one run does: a segment
+# starts on a grid sample (``grid_start``), where both runs analyse and agree from then on.
 MAX_CARRIED = 10
 
 FRAME_ANALYSED = "analysed"
@@ -42,15 +45,28 @@ def largest_cell_change(before: np.ndarray, after: np.ndarray) -> float:
     return float(cells.mean(axis=(1, 3)).max()) if diff.size else 0.0
 
 
+def grid_start(sample_number: int, max_carried: int = MAX_CARRIED) -> int:
+    """The last sample at or before ``sample_number`` on which analysis is forced."""
+    return max(0, sample_number) // max_carried * max_carried
+
+
 class MotionGate:
     """Says which sampled frames need analysing; the others carry the last analysis over.
 
     Args:
+        sample_period_s: seconds between samples, to number them from their timestamps
+            (None: count frames carried in a row instead of using the absolute grid).
         cell_change: grey levels a cell must move by to count as motion.
-        max_carried: frames carried in a row before a full analysis is forced anyway.
+        max_carried: analysis is forced on every sample numbered a multiple of this.
     """
 
-    def __init__(self, cell_change: float = CELL_CHANGE, max_carried: int = MAX_CARRIED) -> None:
+    def __init__(
+        self,
+        sample_period_s: float | None = None,
+        cell_change: float = CELL_CHANGE,
+        max_carried: int = MAX_CARRIED,
+    ) -> None:
+        self.sample_period_s = sample_period_s
         self.cell_change = cell_change
         self.max_carried = max_carried
         self._reference: np.ndarray | None = None
@@ -58,13 +74,17 @@ class MotionGate:
         self.analysed = 0
         self.carried = 0
 
-    def needs_analysis(self, image: np.ndarray) -> bool:
+    def needs_analysis(self, image: np.ndarray, timestamp_s: float | None = None) -> bool:
         """Whether ``image`` must be analysed (then it becomes the new reference)."""
         blocks = grey_blocks(image)
+        if self.sample_period_s and timestamp_s is not None:
+            forced = round(timestamp_s / self.sample_period_s) % self.max_carried == 0
+        else:
+            forced = self._carried >= self.max_carried
         still = (
             self._reference is not None
             and self._reference.shape == blocks.shape
-            and self._carried < self.max_carried
+            and not forced
             and largest_cell_change(self._reference, blocks) <= self.cell_change
         )
         if still:
