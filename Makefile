@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 
 demo: setup
 	maskwatch db upgrade
-	maskwatch analyze worker/samples/sample.mp4 --camera demo-cam --site demo
+	maskwatch analyze worker/samples/people.mp4 --camera demo-cam --site demo
 
 test: setup
 	scripts/ensure-services.sh
