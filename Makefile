@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench bench-stages
 
 setup: $(VENV)/.installed
 
@@ -22,5 +22,9 @@ lint: setup
 	ruff check .
 	mypy maskwatch worker storage api
 
+# default (motion-gated) against --exhaustive on the same clips, stage by stage, in one run
 bench: setup
+	python scripts/bench_people.py
+
+bench-stages: setup
 	python scripts/bench.py
