@@ -310,7 +310,8 @@ class Track(Base):
     seconds_masked: Mapped[float] = mapped_column(Float)
     seconds_unmasked: Mapped[float] = mapped_column(Float)
     seconds_incorrect: Mapped[float] = mapped_column(Float)
-    # Classifier readings that went into the figures (the track's faces in its frames).
+    # Classifier readings behind the figures: the track's faces in its analysed frames
+    # (frames carried over by motion gating count for time, not as readings).
     readings: Mapped[int] = mapped_column(Integer)
     # The label held the longest (ties to the least compliant).
     label: Mapped[str] = mapped_column(String(20))

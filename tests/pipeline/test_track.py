@@ -166,3 +166,13 @@ def test_a_still_image_makes_every_face_a_person() -> None:
     keys = [face.track_key for face in tracker.update(0, 0.0, detections, labels)]
     assert keys == [1, 2]
     assert sorted(t.label for t in tracker.tracks.values()) == [M, U]
+
+
+def test_carried_frames_count_for_time_not_as_readings() -> None:
+    tracker = FaceTracker(0.2, 5.0)
+    for i in range(6):
+        detections, labels = frame_faces([(10, 50, 90, 150)], [M])
+        tracker.update(i * 2, i * 0.2, detections, labels, fresh=i < 3)
+    (track,) = tracker.tracks.values()
+    assert track.readings == 2  # frames 1 and 2 (frame 0 spawned the track)
+    assert track.seconds_seen == pytest.approx(5 * 0.2)

@@ -172,7 +172,12 @@ def analyze_frames(
             warming = False
         detections, labels = drop_non_faces(detections, labels)
         tracked = tracker.update(
-            frame.frame_index, frame.timestamp_s, detections, labels, own=own
+            frame.frame_index,
+            frame.timestamp_s,
+            detections,
+            labels,
+            own=own,
+            fresh=mode == FRAME_ANALYSED,
         )
         if own:
             keys = [face.track_key for face in tracked]

@@ -186,12 +186,15 @@ class FaceTracker:
         labels: FaceLabels,
         *,
         own: bool = True,
+        fresh: bool = True,
     ) -> list[TrackedFace]:
         """Track one analysed frame's faces (already cleared of non-faces), in their order.
 
         Args:
             own: False for a warm-up frame before the segment's start: the tracker and the
                 votes see it, the track figures do not.
+            fresh: False when the faces are carried over from an earlier frame (gating):
+                they count for time and the vote as a new reading would, but not as one.
         """
         import supervision as sv
 
@@ -227,7 +230,7 @@ class FaceTracker:
             held = track.vote.add(face_labels[i], float(weights[i]))
             box = tuple(float(v) for v in detections.xyxy[i])
             if own:
-                self._record(track, frame_index, timestamp_s, held, box, float(weights[i]))
+                self._record(track, frame_index, timestamp_s, held, box, float(weights[i]), fresh)
             else:
                 self._last_warmup.append((key, frame_index, box))  # type: ignore[arg-type]
             out.append(TrackedFace(key, face_labels[i], held))
@@ -247,13 +250,14 @@ class FaceTracker:
         held: str,
         box: tuple[float, ...],
         score: float,
+        fresh: bool,
     ) -> None:
         if track.first_frame_index is None:
             track.first_frame_index, track.first_s = frame_index, timestamp_s
         track.last_frame_index, track.last_s = frame_index, timestamp_s
         track.seconds_seen += self.sample_period_s
         track.seconds[held] += self.sample_period_s
-        track.readings += 1
+        track.readings += int(fresh)
         if score > track.box_score:
             track.box, track.box_score = box, score  # type: ignore[assignment]
 
