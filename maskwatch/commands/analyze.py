@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -27,7 +28,7 @@ from maskwatch.settings import get_settings
 from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
-from worker.jobs import run_job
+from worker.local import MIN_SPLIT_S, run_job_in_parts
 from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
 from worker.report import build_report
 
@@ -48,6 +49,10 @@ def analyze(
     fast: bool = typer.Option(
         False, "--fast", help=f"Run one detector ({FAST_DETECTOR_WEIGHTS}) instead of the "
         "merged pair: 1.4-2x the speed, fewer masked faces found (docs/model-card.md).",
+    ),
+    processes: int = typer.Option(
+        min(2, os.cpu_count() or 1), help="Processes (one torch thread each) a video of "
+        f"{MIN_SPLIT_S:g} s or more is split over; 1 runs it whole in this process.",
     ),
     exhaustive: bool = typer.Option(
         False, "--exhaustive", help="Detect and classify every sampled frame, even where the "
@@ -110,7 +115,16 @@ def analyze(
             def advance(done: int, total: int | None, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            run_job(session_factory, job_id, models, on_progress=advance)
+            run_job_in_parts(
+                session_factory,
+                url,
+                job_id,
+                models,
+                checkpoint=settings.checkpoint,
+                device=settings.device,
+                processes=processes,
+                on_progress=advance,
+            )
             finished = next(t for t in progress.tasks if t.id == task).completed or 1
             progress.update(
                 task,
