@@ -88,7 +88,7 @@ def analyze_segment(
     # own first frame as they would be in one run (finish_job stitches the segments'
     # tracks), and on a sample where gating forces analysis, so it gates as one run does.
     warmup_s = 0.0
-    if segment.start_s > 0 and info.kind == "video":
+    if segment.start_s > 0 and people.sample_period_s > 0:
         period = people.sample_period_s
         own_first = round(segment.start_s / period)
         first = own_first - warmup_samples()
