@@ -358,7 +358,8 @@ def label_seconds(values: dict[str, Any]) -> dict[str, float]:
 
 def segment_tracker(info: MediaInfo, settings: AnalysisSettings) -> FaceTracker:
     """A tracker for one segment of ``info`` analysed as ``settings`` say."""
-    if info.kind != "video" or not info.fps:
+    if info.kind != "video":
         return FaceTracker(0.0, 1.0, still=True)
-    rate = min(settings.sample_fps, info.fps) if settings.sample_fps else info.fps
+    rates = [r for r in (settings.sample_fps, info.fps) if r]
+    rate = min(rates) if rates else 5.0  # a video of unknown rate, sampled frame by frame
     return FaceTracker(1.0 / rate, rate)
