@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast lint bench
+.PHONY: setup demo test test-fast lint bench bench-stages
 
 setup: $(VENV)/.installed
 
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 
 demo: setup
 	maskwatch db upgrade
-	maskwatch analyze worker/samples/sample.mp4 --camera demo-cam --site demo
+	maskwatch analyze worker/samples/people.mp4 --camera demo-cam --site demo
 
 # The full suite: real PostgreSQL, Redis, worker processes, models over video, training.
 test: lint
@@ -30,5 +30,9 @@ lint: setup
 	mypy maskwatch worker storage api ml
 	PYTHONPATH=. lint-imports
 
+# default (motion-gated) against --exhaustive on the same clips, stage by stage, in one run
 bench: setup
+	python scripts/bench_people.py
+
+bench-stages: setup
 	python scripts/bench.py

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from maskwatch.core.analysis import AnalysisSettings
-from maskwatch.core.counts import FaceCounts, shown
-from storage.models import InputKind, Job, JobStatus
+from maskwatch.core.counts import FaceCounts, PeopleCounts, shown
+from storage.models import InputKind, Job, JobStatus, Track
 from storage.repositories.reports import Bucket
 
 
@@ -53,15 +53,39 @@ class FaceCountsOut(_Out):
         return {**asdict(counts), "compliance_ratio": shown(counts.compliance_ratio)}
 
 
+class PeopleCountsOut(_Out):
+    """People seen (maskwatch.core.counts.PeopleCounts: one per track, labelled by what they
+    wore longest). compliance_ratio = masked / total; seconds_compliance_ratio = person-seconds
+    masked / person-seconds seen; ever_unmasked: people seen without a mask at some moment."""
+
+    total: int
+    masked: int
+    unmasked: int
+    incorrect: int
+    compliance_ratio: float | None
+    ever_unmasked: int
+    seconds_compliance_ratio: float | None
+
+    @classmethod
+    def of(cls, people: PeopleCounts) -> PeopleCountsOut:
+        values = {**asdict(people), "compliance_ratio": shown(people.compliance_ratio),
+                  "seconds_compliance_ratio": shown(people.seconds_compliance_ratio)}
+        return cls(**{name: values[name] for name in cls.model_fields})
+
+
 class Summary(FaceCountsOut):
-    """Totals over a succeeded job's frames."""
+    """Totals over a succeeded job's frames (face-frames: every face of every analysed frame)
+    and its people."""
 
     frames: int
     frames_with_faces: int
+    people: PeopleCountsOut | None = None
 
     @classmethod
-    def of(cls, summary: FaceCounts) -> Summary:
-        return cls(**cls.fields_of(summary))
+    def of(cls, summary: FaceCounts, people: PeopleCounts | None = None) -> Summary:
+        return cls(
+            **cls.fields_of(summary), people=None if people is None else PeopleCountsOut.of(people)
+        )
 
 
 class JobOut(_Out):
@@ -90,7 +114,9 @@ class JobOut(_Out):
     )
 
     @classmethod
-    def of(cls, job: Job, summary: FaceCounts | None = None) -> JobOut:
+    def of(
+        cls, job: Job, summary: FaceCounts | None = None, people: PeopleCounts | None = None
+    ) -> JobOut:
         return cls(
             id=job.id,
             status=job.status,
@@ -104,7 +130,7 @@ class JobOut(_Out):
             finished_at=job.finished_at,
             progress=Progress(frames_done=job.frames_done, frames_total=job.frames_total),
             error=job.error,
-            summary=None if summary is None else Summary.of(summary),
+            summary=None if summary is None else Summary.of(summary, people),
             detector_weights=(job.settings or {}).get("detector_weights"),
             mirror_faces=AnalysisSettings.from_dict(job.settings or {}).mirror_faces,
         )
@@ -116,7 +142,11 @@ class JobPage(BaseModel):
 
 
 class FrameOut(_Out):
-    """Face counts of one analysed frame; timestamp_s is seconds from the footage start."""
+    """Face counts of one sampled frame; timestamp_s is seconds from the footage start.
+
+    mode: "analysed" (detected and classified) or "carried" (the scene had not changed
+    since the last analysed frame, whose faces it repeats).
+    """
 
     frame_index: int
     timestamp_s: float
@@ -124,6 +154,7 @@ class FrameOut(_Out):
     masked: int
     unmasked: int
     incorrect: int
+    mode: str
 
 
 class FramePage(BaseModel):
@@ -131,16 +162,72 @@ class FramePage(BaseModel):
     total: int = Field(description="frames the job has, over all pages")
 
 
-class BucketOut(FaceCountsOut):
-    """Totals of the frames captured in [bucket_start, bucket_start + bucket)."""
+class TrackOut(BaseModel):
+    """One person's appearance: when, how long, what they wore (seconds of each label)."""
 
-    bucket_start: UTCDateTime
+    track_id: int = Field(description="the job's track number, from 1 in order of appearance")
+    first_frame_index: int
+    last_frame_index: int
+    first_s: float = Field(description="seconds from the footage start")
+    last_s: float
+    seconds_seen: float
+    seconds_masked: float
+    seconds_unmasked: float
+    seconds_incorrect: float
+    readings: int = Field(description="classifier readings behind the figures")
+    label: str = Field(description="the label held the longest")
+    box: list[float] = Field(
+        min_length=4, max_length=4, description="a representative face box (x1, y1, x2, y2)"
+    )
 
     @classmethod
-    def of(cls, bucket: Bucket) -> BucketOut:
+    def of(cls, track: Track) -> TrackOut:
+        return cls(
+            track_id=track.track_index or 0,
+            first_frame_index=track.first_frame_index,
+            last_frame_index=track.last_frame_index,
+            first_s=track.first_s,
+            last_s=track.last_s,
+            seconds_seen=round(track.seconds_seen, 4),
+            seconds_masked=round(track.seconds_masked, 4),
+            seconds_unmasked=round(track.seconds_unmasked, 4),
+            seconds_incorrect=round(track.seconds_incorrect, 4),
+            readings=track.readings,
+            label=track.label,
+            box=[track.x1, track.y1, track.x2, track.y2],
+        )
+
+
+class TrackPage(BaseModel):
+    items: list[TrackOut]
+    total: int = Field(description="tracks (people) the job has, over all pages")
+
+
+class BucketOut(FaceCountsOut):
+    """Totals of the frames captured in [bucket_start, bucket_start + bucket) (face-frames),
+    and of the people first seen in it (people_*: PeopleCountsOut's fields, flat for CSV)."""
+
+    bucket_start: UTCDateTime
+    people: int = 0
+    people_masked: int = 0
+    people_unmasked: int = 0
+    people_incorrect: int = 0
+    people_compliance_ratio: float | None = None
+
+    @classmethod
+    def of(cls, bucket: Bucket, people: PeopleCounts | None = None) -> BucketOut:
         counts = cls.fields_of(bucket.counts)
         del counts["frames"], counts["frames_with_faces"]  # a bucket counts faces only
-        return cls(bucket_start=bucket.start, **counts)
+        who = PeopleCountsOut.of(people or PeopleCounts())
+        return cls(
+            bucket_start=bucket.start,
+            **counts,
+            people=who.total,
+            people_masked=who.masked,
+            people_unmasked=who.unmasked,
+            people_incorrect=who.incorrect,
+            people_compliance_ratio=who.compliance_ratio,
+        )
 
 
 class ReportOut(BaseModel):

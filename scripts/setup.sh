@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
-    echo "setup: installing ffmpeg (apt-get)"
+# libGL and GLib: opencv-python (pulled by the ByteTrack package, trackers) loads them.
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null \
+    || ! ldconfig -p | grep -q "libGL.so.1" || ! ldconfig -p | grep -q "libglib-2.0.so.0"; then
+    echo "setup: installing ffmpeg, libGL and GLib (apt-get)"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg libgl1 libglib2.0-0 >/dev/null
 fi
 
 # Debian's chromium: the dashboard's browser test drives it with Playwright (pinned in the dev
@@ -28,5 +30,5 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 echo "setup: installing maskwatch and its pinned dependencies into $VENV (torch takes ~2 min)"
 "$VENV/bin/python" -m pip install -q -e ".[service,dev,ml]"
-"$VENV/bin/python" -c "import torch, facenet_pytorch, sqlalchemy; print('setup: ok, torch', torch.__version__)"
+"$VENV/bin/python" -c "import torch, facenet_pytorch, sqlalchemy, trackers; print('setup: ok, torch', torch.__version__)"
 touch "$VENV/.installed"

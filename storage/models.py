@@ -192,6 +192,9 @@ class FrameStat(Base):
     masked: Mapped[int] = mapped_column(Integer)
     unmasked: Mapped[int] = mapped_column(Integer)
     incorrect: Mapped[int] = mapped_column(Integer)
+    # How the frame's faces were found: "analysed", or "carried" from the last analysed
+    # frame because the scene had not changed (worker.pipeline.gating).
+    mode: Mapped[str] = mapped_column(String(8), default="analysed", server_default="analysed")
 
 
 class FaceDetection(Base):
@@ -211,6 +214,12 @@ class FaceDetection(Base):
     # Label confidence multiplied by the detector's face probability.
     score: Mapped[float] = mapped_column(Float)
     face_prob: Mapped[float] = mapped_column(Float)
+    # The track (person) this face belongs to; None for a face no track confirmed.
+    track_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("tracks.id", ondelete="SET NULL"),
+        index=True,
+    )
 
 
 class ApiKey(Base):
@@ -419,3 +428,48 @@ class AnnotatedVideo(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Track(Base):
+    """One appearance of a person in a job: a track of faces over time, with its figures.
+
+    Each segment stores its own tracks (``segment_index``, ``segment_track``); finalising
+    the job stitches those that continue over a segment boundary into one and numbers the
+    job's tracks from 1 in order of appearance (``track_index``, None until then).
+    """
+
+    __tablename__ = "tracks"
+    __table_args__ = (
+        UniqueConstraint("job_id", "segment_index", "segment_track"),
+        Index("ix_tracks_job_id_track_index", "job_id", "track_index"),
+        Index("ix_tracks_first_seen_at", "first_seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    segment_track: Mapped[int] = mapped_column(Integer)
+    track_index: Mapped[int | None] = mapped_column(Integer)
+    first_frame_index: Mapped[int] = mapped_column(Integer)
+    last_frame_index: Mapped[int] = mapped_column(Integer)
+    first_s: Mapped[float] = mapped_column(Float)
+    last_s: Mapped[float] = mapped_column(Float)
+    # Wall-clock time of the first frame: the job's recorded_at + first_s (report buckets).
+    first_seen_at: Mapped[datetime] = mapped_column()
+    seconds_seen: Mapped[float] = mapped_column(Float)
+    seconds_masked: Mapped[float] = mapped_column(Float)
+    seconds_unmasked: Mapped[float] = mapped_column(Float)
+    seconds_incorrect: Mapped[float] = mapped_column(Float)
+    # Classifier readings behind the figures: the track's faces in its analysed frames
+    # (frames carried over by motion gating count for time, not as readings).
+    readings: Mapped[int] = mapped_column(Integer)
+    # The label held the longest (ties to the least compliant).
+    label: Mapped[str] = mapped_column(String(20))
+    # The representative box: the best-scored face's, in original-frame pixels.
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    box_score: Mapped[float] = mapped_column(Float)
+    # {"frame_index", "box"} at the last warm-up frame before the segment: for stitching.
+    handoff: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

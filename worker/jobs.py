@@ -16,6 +16,8 @@ from storage.models import Job
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
+from worker.people import finalise_tracks
 from worker.pipeline.config import check_analysable
 from worker.pipeline.decode import MediaInfo, estimate_sample_count, iter_frames, output_size, probe
 from worker.pipeline.errors import InputError
@@ -38,6 +40,7 @@ class Segment:
 
     start_s: float = 0.0
     end_s: float | None = None
+    index: int = 0  # the segment's number within its job (0 for a job run whole)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ def analyze_segment(
     """
     # torch, only where frames are analysed
     from worker.pipeline.analyze import analyze_frames, classifier_for
+    from worker.pipeline.gating import MotionGate, grid_start
+    from worker.pipeline.track import segment_tracker, warmup_samples
 
     settings = AnalysisSettings.from_dict(job.settings)
     # the job's own reading of faces, whatever this process was configured with
@@ -78,22 +83,47 @@ def analyze_segment(
     check_analysable(info, settings)
     width, _ = output_size(info, settings.max_frame_side)
     box_scale = info.width / width
+    people = segment_tracker(info, settings)
+    gate = None if settings.exhaustive else MotionGate(people.sample_period_s or None)
+    # A later segment starts a few samples early, so its tracks and votes are warm at its
+    # own first frame as they would be in one run (finish_job stitches the segments'
+    # tracks), and on a sample where gating forces analysis, so it gates as one run does.
+    warmup_s = 0.0
+    if segment.start_s > 0 and people.sample_period_s > 0:
+        period = people.sample_period_s
+        own_first = round(segment.start_s / period)
+        first = own_first - warmup_samples()
+        if gate is not None:
+            first = grid_start(first)
+        # half a period more: a sample's frame may lie a little before its nominal time
+        warmup_s = max(0, own_first - first) * period + period / 2
     frames = iter_frames(
         info,
         sample_fps=settings.sample_fps if info.kind == "video" else None,
-        start_s=segment.start_s,
+        start_s=max(0.0, segment.start_s - warmup_s),
         end_s=segment.end_s,
         max_side=settings.max_frame_side,
     )
     expected = estimate_sample_count(info, settings.sample_fps, segment.start_s, segment.end_s)
     done = faces = 0
     batch: list[FrameRecord] = []
+    track_ids: dict[int, int] = {}
+    saved_up_to: dict[int, int] = {}  # the last frame of each track as saved
 
     def flush() -> None:
         nonlocal done
         if not batch:
             return
-        frame_repo.replace_frames(session, job, batch)
+        if done == 0:
+            track_repo.delete_segment_tracks(session, job.id, segment.index)
+        changed = [
+            track.record(segment.index, box_scale)
+            for track in people.tracks.values()
+            if track.stored and saved_up_to.get(track.key) != track.last_frame_index
+        ]
+        track_ids.update(track_repo.save_tracks(session, job, changed, track_ids))
+        saved_up_to.update({r.segment_track: r.last_frame_index for r in changed})
+        frame_repo.replace_frames(session, job, batch, track_ids)
         if record_progress is None:
             job_repo.add_progress(session, job.id, len(batch))
         else:
@@ -105,7 +135,7 @@ def analyze_segment(
             on_progress(done, expected)
 
     try:
-        for record in analyze_frames(frames, models, box_scale):
+        for record in analyze_frames(frames, models, box_scale, people, segment.start_s, gate):
             batch.append(record)
             faces += record.faces
             if len(batch) >= batch_frames:
@@ -122,7 +152,11 @@ def finish_job(session: Session, job: Job) -> None:
 
     Footage in which nobody appears (a CCTV archive's quiet hours) is a valid result, zero
     faces in so many frames; only input with no readable frame at all is a failure.
+
+    Its segments' tracks are stitched into the job's people first (callers hold the job's
+    lock, or run the job whole).
     """
+    finalise_tracks(session, job)
     summary = report_repo.job_summary(session, job.id)
     if summary.frames == 0:
         job_repo.mark_failed(session, job, f"{job.input_name}: no frame could be decoded")

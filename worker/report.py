@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from maskwatch.core.counts import FaceCounts
+from maskwatch.core.counts import FaceCounts, PeopleCounts
 from maskwatch.core.records import FrameCounts
 from storage.models import Job
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 
 MOMENT_GAP_S = 2.0
 
@@ -28,6 +29,7 @@ class JobReport:
     worst_moments: list[FrameCounts] = field(default_factory=list)  # many faces without a mask
     settings: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
+    people: PeopleCounts = PeopleCounts()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class JobReport:
             "status": self.status,
             "error": self.error,
             **self.counts.to_dict(),
+            "people": self.people.to_dict(),
             "worst_moments": [asdict(m) for m in self.worst_moments],
             "settings": self.settings,
             "duration_s": self.duration_s,
@@ -55,9 +58,16 @@ class Report:
             total = total + job.counts
         return total
 
+    @property
+    def people(self) -> PeopleCounts:
+        total = PeopleCounts()
+        for job in self.jobs:
+            total = total + job.people
+        return total
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "totals": self.totals.to_dict(),
+            "totals": {**self.totals.to_dict(), "people": self.people.to_dict()},
             "jobs_succeeded": sum(j.status == "succeeded" for j in self.jobs),
             "jobs_failed": sum(j.status == "failed" for j in self.jobs),
             "jobs": [j.to_dict() for j in self.jobs],
@@ -91,6 +101,7 @@ def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
         worst_moments=moments,
         settings=dict(job.settings or {}),
         duration_s=duration,
+        people=track_repo.people_summary(session, job.id),
     )
 
 

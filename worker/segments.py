@@ -142,7 +142,7 @@ def analyze_claimed(
         session,
         job,
         models,
-        Segment(segment.start_s, segment.end_s),
+        Segment(segment.start_s, segment.end_s, segment.segment_index),
         on_progress=check_still_wanted,
         batch_frames=batch_frames,
         record_progress=record_progress,

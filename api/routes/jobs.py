@@ -1,4 +1,5 @@
-"""/v1/jobs: submit footage, follow a job, list jobs, cancel or delete one, page its frames."""
+"""/v1/jobs: submit footage, follow a job, list jobs, cancel or delete one, page its frames and
+people."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from api.auth import Caller, CallerDep
 from api.deps import Services, SessionDep, services
 from api.errors import documented, media_error
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, form_name, parse_instant, unprocessable
-from api.schemas import FrameOut, FramePage, JobOut, JobPage
+from api.schemas import FrameOut, FramePage, JobOut, JobPage, TrackOut, TrackPage
 from api.uploads import Upload, UploadError, receive_upload
 from maskwatch.runtime import analysis_settings
 from storage.models import InputKind, Job, JobStatus
@@ -24,6 +25,7 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 from worker import retention
 from worker.pipeline.config import (
     FAST_DETECTOR_WEIGHTS,
@@ -41,7 +43,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 MAX_JOBS_PAGE = 100
 MAX_FRAMES_PAGE = 1000
 MAX_OFFSET = 2**31 - 1
-FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector"})
+FORM_FIELDS = frozenset({"camera", "site", "recorded_at", "detector", "exhaustive"})
 #: The detector a job may ask for; without the field it gets the server's configured one.
 DETECTORS = {"accurate": SHIPPED_DETECTOR_WEIGHTS, "fast": FAST_DETECTOR_WEIGHTS}
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -96,6 +98,13 @@ SUBMIT_BODY: dict[str, Any] = {
                             "default); fast: one, 1.4-2x the speed, fewer masked faces "
                             "found; without the field, the server's configured detector",
                         },
+                        "exhaustive": {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "true: detect and classify every sampled frame "
+                            "(the reference); false (default): frames whose scene did not "
+                            "change carry the last analysis over",
+                        },
                     },
                 }
             }
@@ -110,6 +119,7 @@ class SubmitForm:
     site: str
     recorded_at: datetime | None
     detector_weights: str | None  # None: the server's configured detector
+    exhaustive: bool = False
 
 
 def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
@@ -143,8 +153,12 @@ def parse_submit_form(fields: dict[str, str], caller: Caller) -> SubmitForm:
     detector = fields.get("detector")
     if detector is not None and detector not in DETECTORS:
         raise unprocessable(f"detector must be one of: {', '.join(sorted(DETECTORS))}")
+    exhaustive = fields.get("exhaustive", "false")
+    if exhaustive not in ("true", "false"):
+        raise unprocessable("exhaustive must be true or false")
     return SubmitForm(camera=camera, site=site, recorded_at=recorded_at,
-                      detector_weights=DETECTORS[detector] if detector else None)
+                      detector_weights=DETECTORS[detector] if detector else None,
+                      exhaustive=exhaustive == "true")
 
 
 def probe_upload(upload: Upload, svc: Services) -> MediaInfo:
@@ -177,7 +191,9 @@ def accept_job(session: Session, svc: Services, caller: Caller, upload: Upload) 
             input_path=str(upload.path.resolve()),
             input_name=upload.display_name,
             settings=analysis_settings(
-                svc.settings, detector_weights=form.detector_weights
+                svc.settings,
+                detector_weights=form.detector_weights,
+                exhaustive=form.exhaustive or None,
             ).to_dict(),
             recorded_at=form.recorded_at,
         )
@@ -238,8 +254,10 @@ def visible_job(session: Session, caller: Caller, job_id: str) -> Job:
 
 
 def job_out(session: Session, job: Job) -> JobOut:
-    succeeded = job.status is JobStatus.SUCCEEDED
-    return JobOut.of(job, report_repo.job_summary(session, job.id) if succeeded else None)
+    if job.status is not JobStatus.SUCCEEDED:
+        return JobOut.of(job)
+    summary = report_repo.job_summary(session, job.id)
+    return JobOut.of(job, summary, track_repo.people_summary(session, job.id))
 
 
 @router.get("", response_model=JobPage, responses=documented(401, 422))
@@ -328,3 +346,17 @@ def list_frames(
     job = visible_job(session, caller, job_id)
     frames, total = frame_repo.list_frames(session, job.id, offset=offset, limit=limit)
     return FramePage(items=[FrameOut.model_validate(f) for f in frames], total=total)
+
+
+@router.get("/{job_id}/tracks", response_model=TrackPage, responses=documented(401, 404))
+def list_tracks(
+    job_id: str,
+    caller: CallerDep,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_FRAMES_PAGE)] = 100,
+) -> TrackPage:
+    """The job's people (one track per appearance) in order of appearance."""
+    job = visible_job(session, caller, job_id)
+    tracks, total = track_repo.list_tracks(session, job.id, offset=offset, limit=limit)
+    return TrackPage(items=[TrackOut.of(t) for t in tracks], total=total)

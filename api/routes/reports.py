@@ -14,10 +14,23 @@ from api.errors import documented
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
 from api.schemas import BucketOut, ReportOut, iso_utc
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-CSV_HEADER = ("bucket_start", "faces", "masked", "unmasked", "incorrect", "compliance_ratio")
+CSV_HEADER = (
+    "bucket_start",
+    "faces",
+    "masked",
+    "unmasked",
+    "incorrect",
+    "compliance_ratio",
+    "people",
+    "people_masked",
+    "people_unmasked",
+    "people_incorrect",
+    "people_compliance_ratio",
+)
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 BucketName = Literal["minute", "hour", "day"]
 # Parsed by parse_instant (which words its own 422s); documented as a date-time with offset.
@@ -45,15 +58,30 @@ def wants_csv(accept: str | None) -> bool:
     return best_csv > 0 and best_csv > best_json
 
 
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def to_csv(buckets: list[BucketOut]) -> str:
-    """One header line and one line per bucket; a bucket without faces has an empty ratio."""
+    """One header line and one line per bucket; a ratio without anyone to judge is empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     for b in buckets:
-        ratio = "" if b.compliance_ratio is None else f"{b.compliance_ratio:.4f}"
         writer.writerow(
-            [iso_utc(b.bucket_start), b.faces, b.masked, b.unmasked, b.incorrect, ratio]
+            [
+                iso_utc(b.bucket_start),
+                b.faces,
+                b.masked,
+                b.unmasked,
+                b.incorrect,
+                _ratio(b.compliance_ratio),
+                b.people,
+                b.people_masked,
+                b.people_unmasked,
+                b.people_incorrect,
+                _ratio(b.people_compliance_ratio),
+            ]
         )
     return out.getvalue()
 
@@ -79,9 +107,11 @@ def compliance_report(
     bucket: BucketName = "hour",
     accept: Annotated[str | None, Header()] = None,
 ) -> ReportOut | Response:
-    """Faces, masked, unmasked, incorrect and compliance_ratio per UTC minute, hour or day.
+    """Face-frames and people per UTC minute, hour or day.
 
-    Only frames of succeeded jobs count; buckets without frames are left out. A key limited
+    faces, masked, unmasked, incorrect and compliance_ratio count face-frames (every face
+    of every analysed frame); people_* count people, each in the bucket they were first
+    seen in. Only succeeded jobs count; buckets without frames are left out. A key limited
     to a site always gets that site's numbers.
     """
     site, camera = site or None, camera or None  # ?site= filters nothing, like a blank field
@@ -94,15 +124,16 @@ def compliance_report(
     if caller.site is not None and site is not None and site != caller.site:
         buckets: list[BucketOut] = []
     else:
-        series = report_repo.compliance_timeseries(
-            session,
-            site=caller.site or site,
-            camera=camera,
-            start=start_at,
-            end=end_at,
-            bucket=bucket,
-        )
-        buckets = [BucketOut.of(b) for b in series]
+        filters: dict[str, Any] = {
+            "site": caller.site or site,
+            "camera": camera,
+            "start": start_at,
+            "end": end_at,
+            "bucket": bucket,
+        }
+        series = report_repo.compliance_timeseries(session, **filters)
+        people = track_repo.people_timeseries(session, **filters)
+        buckets = [BucketOut.of(b, people.get(b.start)) for b in series]
     if wants_csv(accept):
         return Response(to_csv(buckets), media_type=CSV_MEDIA_TYPE)
     return ReportOut(bucket=bucket, items=buckets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -31,7 +32,7 @@ from storage.models import InputKind, Job, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
 from worker.evidence import write_job_video
-from worker.jobs import run_job
+from worker.local import MIN_SPLIT_S, run_job_in_parts
 from worker.pipeline.errors import InputError
 from worker.pipeline.render import EncodeError
 from worker.report import build_report
@@ -62,6 +63,14 @@ def analyze(
         False, "--blur-faces", help="Blur every face in the annotated video (boxes and labels "
         "kept).",
     ),
+    processes: int = typer.Option(
+        min(2, os.cpu_count() or 1), help="Processes (one torch thread each) a video of "
+        f"{MIN_SPLIT_S:g} s or more is split over; 1 runs it whole in this process.",
+    ),
+    exhaustive: bool = typer.Option(
+        False, "--exhaustive", help="Detect and classify every sampled frame, even where the "
+        "scene did not change (the reference the default's skipping is measured against).",
+    ),
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
     settings = get_settings()
@@ -71,6 +80,7 @@ def analyze(
         analysis = analysis_settings(
             settings, sample_fps=sample_fps, min_face_size=min_face_size,
             detector_weights=FAST_DETECTOR_WEIGHTS if fast else None,
+            exhaustive=exhaustive or None,
         )
         session_factory = open_database(url, auto_upgrade=url.startswith("sqlite"))
     except (SetupError, ValueError) as exc:
@@ -117,7 +127,16 @@ def analyze(
             def advance(done: int, total: int | None, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            run_job(session_factory, job_id, models, on_progress=advance)
+            run_job_in_parts(
+                session_factory,
+                url,
+                job_id,
+                models,
+                checkpoint=settings.checkpoint,
+                device=settings.device,
+                processes=processes,
+                on_progress=advance,
+            )
             finished = next(t for t in progress.tasks if t.id == task).completed or 1
             progress.update(
                 task,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from maskwatch.core.counts import shown
+from maskwatch.core.counts import PeopleCounts, shown
 from worker.report import JobReport, Report
 
 
@@ -19,6 +19,15 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes):02d}:{secs:05.2f}"
 
 
+def _people(p: PeopleCounts) -> str:
+    return (
+        f"people {p.total} · masked {p.masked} · unmasked {p.unmasked} · "
+        f"incorrect {p.incorrect} · ever unmasked {p.ever_unmasked} · compliance by person "
+        f"[bold]{_ratio(p.compliance_ratio)}[/bold], by person-seconds "
+        f"{_ratio(p.seconds_compliance_ratio)}"
+    )
+
+
 def render_job(console: Console, job: JobReport) -> None:
     title = f"{job.input_name}  [dim]job {job.job_id} · {job.site}/{job.camera}[/dim]"
     if job.status != "succeeded":
@@ -29,8 +38,10 @@ def render_job(console: Console, job: JobReport) -> None:
     if c.faces == 0:
         console.print(f"  nobody appears: no faces in the {c.frames} frame(s) analysed")
         return
+    console.print(f"  {_people(job.people)}")
     console.print(
-        f"  frames analysed {c.frames} ({c.frames_with_faces} with faces) · faces {c.faces} · "
+        f"  face-frames: frames analysed {c.frames} ({c.frames_with_faces} with faces) · "
+        f"faces {c.faces} · "
         f"masked {c.masked} · unmasked {c.unmasked} · incorrect {c.incorrect} · "
         f"compliance [bold]{_ratio(c.compliance_ratio)}[/bold]"
     )
@@ -57,9 +68,11 @@ def render_report(console: Console, report: Report) -> None:
     if len(report.jobs) > 1:
         t = report.totals
         console.rule("all inputs")
+        console.print(_people(report.people))
         console.print(
-            f"jobs {len(report.jobs)} ({sum(j.status == 'succeeded' for j in report.jobs)} "
-            f"succeeded) · frames {t.frames} · faces {t.faces} · masked {t.masked} · "
+            f"face-frames: jobs {len(report.jobs)} "
+            f"({sum(j.status == 'succeeded' for j in report.jobs)} succeeded) · "
+            f"frames {t.frames} · faces {t.faces} · masked {t.masked} · "
             f"unmasked {t.unmasked} · incorrect {t.incorrect} · "
             f"compliance [bold]{_ratio(t.compliance_ratio)}[/bold]"
         )

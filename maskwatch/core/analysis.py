@@ -34,6 +34,9 @@ class AnalysisSettings:
     mirror_faces: bool = True  # the classifier also reads each face mirrored and averages
     mono_thresholds: tuple[float, float, float] | None = MONO_THRESHOLDS
     mono_face_threshold: float | None = MONO_FACE_THRESHOLD
+    # True: detect and classify every sampled frame (the reference); False: frames whose
+    # scene did not change carry the last analysis over (worker.pipeline.gating).
+    exhaustive: bool = False
 
     def __post_init__(self) -> None:
         # Checked where a job's settings are made, so that a bad rate is refused at the
@@ -77,6 +80,7 @@ class AnalysisSettings:
 # What jobs stored before a setting existed were analysed with.
 LEGACY_DEFAULTS: dict[str, Any] = {
     "mirror_faces": False, "mono_thresholds": None, "mono_face_threshold": None,
+    "exhaustive": True,
 }
 
 

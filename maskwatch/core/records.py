@@ -1,4 +1,5 @@
-"""Plain per-frame results the pipeline builds and storage persists, free of ORM imports."""
+"""Plain per-frame and per-track results the pipeline builds and storage persists, free of ORM
+imports."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class FaceRecord:
     label: str  # a Label's value (maskwatch.core.labels)
     score: float  # label confidence x face_prob
     face_prob: float
+    track_key: int | None = None  # the segment's tracker id of this face's track, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +37,32 @@ class FrameRecord(FrameCounts):
     """One analysed frame as the pipeline hands it to storage: its counts and its faces."""
 
     detections: list[FaceRecord] = field(default_factory=list)
+    # "analysed" (detected and classified) or "carried" (the scene had not changed: the
+    # last analysed frame's faces, carried over)
+    mode: str = "analysed"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecord:
+    """One segment's figures for one track (a person's appearance) over its own frames.
+
+    ``segment_track`` is the tracker's id within the segment; ``handoff`` is (frame_index,
+    box) of the track at the last warm-up frame before the segment's start, when it was
+    seen there, so finalisation can stitch it to the previous segment's track.
+    """
+
+    segment_index: int
+    segment_track: int
+    first_frame_index: int
+    first_s: float
+    last_frame_index: int
+    last_s: float
+    seconds_seen: float
+    seconds_masked: float
+    seconds_unmasked: float
+    seconds_incorrect: float
+    readings: int
+    label: str  # a Label's value: the label held the longest
+    box: tuple[float, float, float, float]  # the best-scored face's box, original pixels
+    box_score: float
+    handoff: tuple[int, tuple[float, float, float, float]] | None = None

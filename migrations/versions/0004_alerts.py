@@ -1,7 +1,7 @@
 """Alert rules, their webhook deliveries and attempts; annotated videos; a dashboard index.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-07
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-# Written on a branch without 0003 (tracks); re-chained onto it when both are merged.
-down_revision: str | Sequence[str] | None = "0002"
+# Written beside 0003 (tracks), which was merged first; hence after it.
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

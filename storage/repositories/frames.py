@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +30,9 @@ def _validate(records: Sequence[FrameRecord]) -> None:
                 raise ValueError(f"frame {record.frame_index}: unknown label {face.label!r}")
 
 
-def _detection_row(job_id: str, frame_index: int, face: FaceRecord) -> dict[str, Any]:
+def _detection_row(
+    job_id: str, frame_index: int, face: FaceRecord, track_ids: Mapping[int, int]
+) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "frame_index": frame_index,
@@ -41,16 +43,25 @@ def _detection_row(job_id: str, frame_index: int, face: FaceRecord) -> dict[str,
         "label": face.label,
         "score": face.score,
         "face_prob": face.face_prob,
+        "track_id": None if face.track_key is None else track_ids[face.track_key],
     }
 
 
-def replace_frames(session: Session, job: Job, records: Sequence[FrameRecord]) -> None:
+def replace_frames(
+    session: Session,
+    job: Job,
+    records: Sequence[FrameRecord],
+    track_ids: Mapping[int, int] | None = None,
+) -> None:
     """Store ``records`` for ``job``, replacing what was stored for that stretch of frames.
 
     Every frame and detection of the job whose frame_index lies in
     [min(frame_index), max(frame_index)] of ``records`` is deleted first, so re-running a
     segment (a retried task) leaves exactly one row per frame. Rows are written with one
     executemany INSERT per table. ``captured_at`` is ``job.recorded_at + timestamp_s``.
+
+    Args:
+        track_ids: the stored track id of each face's ``track_key`` (tracks.save_tracks).
 
     Raises:
         ValueError: on a repeated frame_index, a negative count or an unknown face label.
@@ -72,12 +83,13 @@ def replace_frames(session: Session, job: Job, records: Sequence[FrameRecord]) -
             "masked": record.masked,
             "unmasked": record.unmasked,
             "incorrect": record.incorrect,
+            "mode": record.mode,
         }
         for record in records
     ]
     session.execute(insert(FrameStat), frame_rows)
     detection_rows = [
-        _detection_row(job.id, record.frame_index, face)
+        _detection_row(job.id, record.frame_index, face, track_ids or {})
         for record in records
         for face in record.detections
     ]

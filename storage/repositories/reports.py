@@ -80,25 +80,36 @@ def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameSta
     return list(session.scalars(query))
 
 
-def _bucket_start(dialect: str, bucket: BucketSize) -> ColumnElement[Any]:
+def bucket_start(
+    dialect: str, bucket: BucketSize, column: Any = FrameStat.captured_at
+) -> ColumnElement[Any]:
+    """The start of the UTC ``bucket`` holding ``column`` (a stored UTC time), in SQL."""
     if dialect == "postgresql":
         # timezone('UTC', ...) first: date_trunc on timestamptz truncates in the session's
         # TimeZone, which would put day boundaries at local midnight.
         return func.date_trunc(
-            literal(bucket, literal_execute=True), func.timezone("UTC", FrameStat.captured_at)
+            literal(bucket, literal_execute=True), func.timezone("UTC", column)
         )
     if dialect == "sqlite":
         return func.strftime(
-            literal(_SQLITE_BUCKET_FORMATS[bucket], literal_execute=True), FrameStat.captured_at
+            literal(_SQLITE_BUCKET_FORMATS[bucket], literal_execute=True), column
         )
     raise NotImplementedError(f"compliance_timeseries does not support {dialect}")
 
 
-def _as_utc(value: datetime | str) -> datetime:
+def as_utc(value: datetime | str) -> datetime:
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def check_bucket_query(bucket: str, start: datetime | None, end: datetime | None) -> None:
+    """Raise ValueError on an unknown bucket size or a naive start or end."""
+    if bucket not in _SQLITE_BUCKET_FORMATS:
+        raise ValueError(f"bucket must be one of {sorted(_SQLITE_BUCKET_FORMATS)}")
+    if any(bound is not None and bound.utcoffset() is None for bound in (start, end)):
+        raise ValueError("start and end must be timezone-aware")
 
 
 def compliance_timeseries(
@@ -125,14 +136,11 @@ def compliance_timeseries(
     Raises:
         ValueError: on an unknown bucket size or a naive start or end.
     """
-    if bucket not in _SQLITE_BUCKET_FORMATS:
-        raise ValueError(f"bucket must be one of {sorted(_SQLITE_BUCKET_FORMATS)}")
-    if any(bound is not None and bound.utcoffset() is None for bound in (start, end)):
-        raise ValueError("start and end must be timezone-aware")
-    bucket_start = _bucket_start(session.get_bind().dialect.name, bucket).label("bucket_start")
+    check_bucket_query(bucket, start, end)
+    bucket_expr = bucket_start(session.get_bind().dialect.name, bucket).label("bucket_start")
     query = (
         select(
-            bucket_start,
+            bucket_expr,
             _total(FrameStat.faces),
             _total(FrameStat.masked),
             _total(FrameStat.unmasked),
@@ -155,7 +163,7 @@ def compliance_timeseries(
         query = query.where(FrameStat.captured_at < end)
     return [
         Bucket(
-            start=_as_utc(row[0]),
+            start=as_utc(row[0]),
             counts=FaceCounts(
                 faces=int(row[1]), masked=int(row[2]), unmasked=int(row[3]), incorrect=int(row[4])
             ),

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.core.labels import MASK_LABELS
-from maskwatch.core.records import FaceRecord, FrameRecord
+from maskwatch.core.records import FaceRecord, FrameRecord, TrackRecord
 from storage.models import Job, JobStatus
 from storage.repositories import jobs as job_repo
 from tests.db_support import BACKENDS, postgres_database  # noqa: F401 (re-exported to the api tests)
@@ -138,3 +138,25 @@ class ModelLoader:
     def __call__(self) -> Models:
         self.loads += 1
         return Models(FakeDetector(), FakeClassifier(), torch.device("cpu"))
+
+
+def person(key: int, first_s: float, label: str, seconds: float = 2.0) -> TrackRecord:
+    """A track (one person) first seen at ``first_s``, ``seconds`` long, wearing ``label``."""
+    per_label = {name: seconds if name == label else 0.0 for name in MASK_LABELS}
+    first = round(first_s * 5)
+    return TrackRecord(
+        segment_index=0,
+        segment_track=key,
+        first_frame_index=first,
+        first_s=first_s,
+        last_frame_index=first + round(seconds * 5) - 1,
+        last_s=first_s + seconds - 0.2,
+        seconds_seen=seconds,
+        seconds_masked=per_label["with_mask"],
+        seconds_unmasked=per_label["without_mask"],
+        seconds_incorrect=per_label["incorrect_mask"],
+        readings=round(seconds * 5),
+        label=label,
+        box=(10.0, 10.0, 50.0, 50.0),
+        box_score=0.9,
+    )

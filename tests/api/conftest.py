@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.deps import LazyModels
-from maskwatch.core.records import FrameRecord
+from maskwatch.core.records import FrameRecord, TrackRecord
 from maskwatch.settings import Settings
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
+from storage.repositories import tracks as track_repo
 from tests.api.api_support import (
     BACKENDS,
     POSTGRES_DATABASE,
@@ -31,6 +32,7 @@ from tests.api.api_support import (
     Queue,
 )
 from tests.db_support import add_video_job, migrated_database
+from worker.people import finalise_tracks
 
 MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
 MAX_CLASSIFY_BYTES = 128 * 1024
@@ -144,7 +146,8 @@ def keys(session: Session) -> Keys:
 
 @pytest.fixture
 def make_job(session: Session) -> Callable[..., Job]:
-    """A committed job at ``site``/``camera`` in ``status``, with ``frames`` stored."""
+    """A committed job at ``site``/``camera`` in ``status``, with ``frames`` and ``people``
+    (tracks) stored."""
 
     def build(
         site: str = "north",
@@ -153,6 +156,7 @@ def make_job(session: Session) -> Callable[..., Job]:
         frames: list[FrameRecord] | None = None,
         recorded_at: datetime = datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
         error: str = "boom",
+        people: list[TrackRecord] | None = None,
     ) -> Job:
         job = add_video_job(
             session,
@@ -165,6 +169,9 @@ def make_job(session: Session) -> Callable[..., Job]:
         )
         if status is not JobStatus.QUEUED:
             job_repo.mark_running(session, job, frames_total=len(frames or []))
+        if people:
+            track_repo.save_tracks(session, job, people, {})
+            finalise_tracks(session, job)
         if frames:
             frame_repo.replace_frames(session, job, frames)
             job_repo.add_progress(session, job.id, len(frames))

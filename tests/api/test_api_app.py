@@ -47,6 +47,7 @@ def test_openapi_documents_every_route_and_the_bearer_scheme(client: TestClient)
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/frames",
+        "/v1/jobs/{job_id}/tracks",
         "/v1/jobs/{job_id}/frames/{frame_index}/evidence.jpg",
         "/v1/jobs/{job_id}/annotated-video",
         "/v1/jobs/{job_id}/annotated-video.mp4",

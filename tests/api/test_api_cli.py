@@ -157,6 +157,15 @@ def test_submit_wait_prints_the_finished_job(
         "unmasked": 1,
         "incorrect": 1,
         "compliance_ratio": 0.7143,
+        "people": {  # the job was stored without tracks
+            "total": 0,
+            "masked": 0,
+            "unmasked": 0,
+            "incorrect": 0,
+            "compliance_ratio": None,
+            "ever_unmasked": 0,
+            "seconds_compliance_ratio": None,
+        },
     }
     assert "succeeded 2/2 frames" in result.stderr
     assert keys.north not in result.output

@@ -22,6 +22,7 @@ from tests.api.api_support import (
     files_under,
     frame,
     multipart_body,
+    person,
 )
 
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(mp4|png|bin)")
@@ -447,7 +448,8 @@ def test_job_detail_shows_progress_timings_and_summary(
         frame(5, 1.0, masked=1, unmasked=0, incorrect=1),
         frame(10, 2.0, masked=0, unmasked=0),
     ]
-    job = make_job(status=JobStatus.SUCCEEDED, frames=frames)
+    people = [person(1, 0.0, "with_mask"), person(2, 1.0, "without_mask", seconds=1.0)]
+    job = make_job(status=JobStatus.SUCCEEDED, frames=frames, people=people)
     body = client.get(f"/v1/jobs/{job.id}", headers=bearer(keys.north)).json()
     assert body["status"] == "succeeded"
     assert body["progress"] == {"frames_done": 3, "frames_total": 3}
@@ -460,6 +462,15 @@ def test_job_detail_shows_progress_timings_and_summary(
         "unmasked": 1,
         "incorrect": 1,
         "compliance_ratio": 0.6,
+        "people": {
+            "total": 2,
+            "masked": 1,
+            "unmasked": 1,
+            "incorrect": 0,
+            "compliance_ratio": 0.5,
+            "ever_unmasked": 1,
+            "seconds_compliance_ratio": 0.6667,
+        },
     }
 
 
@@ -548,6 +559,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 2,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
             {
                 "frame_index": 18,
@@ -556,6 +568,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 0,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
             {
                 "frame_index": 24,
@@ -564,6 +577,7 @@ def test_frames_are_paged_in_frame_order(
                 "masked": 1,
                 "unmasked": 1,
                 "incorrect": 0,
+                "mode": "analysed",
             },
         ],
         "total": 7,

@@ -10,9 +10,14 @@ from fastapi.testclient import TestClient
 
 from api.routes.reports import wants_csv
 from storage.models import Job, JobStatus
-from tests.api.api_support import Keys, bearer, frame
+from tests.api.api_support import Keys, bearer, frame, person
 
-CSV_HEADER = b"bucket_start,faces,masked,unmasked,incorrect,compliance_ratio\r\n"
+M, U, INC = "with_mask", "without_mask", "incorrect_mask"
+
+CSV_HEADER = (
+    b"bucket_start,faces,masked,unmasked,incorrect,compliance_ratio,"
+    b"people,people_masked,people_unmasked,people_incorrect,people_compliance_ratio\r\n"
+)
 
 
 @pytest.fixture
@@ -24,6 +29,8 @@ def footage(make_job: Callable[..., Job]) -> None:
         status=JobStatus.SUCCEEDED,
         recorded_at=datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
         frames=[frame(0, 0.0, 2, 1), frame(150, 30.0, 1, 0, 1), frame(350, 70.0, 0, 2)],
+        # people count in the bucket they were first seen in: 09:00, 09:00 and 09:01
+        people=[person(1, 0.0, M), person(2, 30.0, U), person(3, 70.0, INC)],
     )
     make_job(
         site="north",
@@ -31,6 +38,7 @@ def footage(make_job: Callable[..., Job]) -> None:
         status=JobStatus.SUCCEEDED,
         recorded_at=datetime(2024, 3, 1, 10, 15, tzinfo=UTC),
         frames=[frame(0, 0.0, 4, 0), frame(25, 5.0, 0, 0), frame(18000, 3600.0, 0, 0)],
+        people=[person(1, 0.0, M, seconds=3600.0)],  # stays on into the next hour
     )
     make_job(
         site="south",
@@ -46,11 +54,18 @@ def footage(make_job: Callable[..., Job]) -> None:
         status=JobStatus.FAILED,
         recorded_at=datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
         frames=[frame(0, 0.0, 0, 9)],
+        people=[person(1, 0.0, U)],
     )
 
 
 def bucket(
-    start: str, faces: int, masked: int, unmasked: int, incorrect: int, ratio: float | None
+    start: str,
+    faces: int,
+    masked: int,
+    unmasked: int,
+    incorrect: int,
+    ratio: float | None,
+    people: tuple[int, int, int, int, float | None] = (0, 0, 0, 0, None),
 ) -> dict[str, object]:
     return {
         "bucket_start": start,
@@ -59,6 +74,11 @@ def bucket(
         "unmasked": unmasked,
         "incorrect": incorrect,
         "compliance_ratio": ratio,
+        "people": people[0],
+        "people_masked": people[1],
+        "people_unmasked": people[2],
+        "people_incorrect": people[3],
+        "people_compliance_ratio": people[4],
     }
 
 
@@ -69,8 +89,8 @@ def test_hourly_series_over_every_site(client: TestClient, keys: Keys) -> None:
     assert response.json() == {
         "bucket": "hour",
         "items": [
-            bucket("2024-03-01T09:00:00Z", 7, 3, 3, 1, 0.4286),
-            bucket("2024-03-01T10:00:00Z", 4, 4, 0, 0, 1.0),
+            bucket("2024-03-01T09:00:00Z", 7, 3, 3, 1, 0.4286, (3, 1, 1, 1, 0.3333)),
+            bucket("2024-03-01T10:00:00Z", 4, 4, 0, 0, 1.0, (1, 1, 0, 0, 1.0)),
             bucket("2024-03-01T11:00:00Z", 0, 0, 0, 0, None),
             bucket("2024-03-02T09:00:00Z", 1, 0, 1, 0, 0.0),
         ],
@@ -84,12 +104,12 @@ def test_minute_and_day_buckets(client: TestClient, keys: Keys) -> None:
         "/v1/reports", params={"bucket": "minute", "site": "north", "camera": "gate"}, headers=auth
     ).json()
     assert minutes["items"] == [
-        bucket("2024-03-01T09:00:00Z", 5, 3, 1, 1, 0.6),
-        bucket("2024-03-01T09:01:00Z", 2, 0, 2, 0, 0.0),
+        bucket("2024-03-01T09:00:00Z", 5, 3, 1, 1, 0.6, (2, 1, 1, 0, 0.5)),
+        bucket("2024-03-01T09:01:00Z", 2, 0, 2, 0, 0.0, (1, 0, 0, 1, 0.0)),
     ]
     days = client.get("/v1/reports", params={"bucket": "day"}, headers=auth).json()
     assert days["items"] == [
-        bucket("2024-03-01T00:00:00Z", 11, 7, 3, 1, 0.6364),
+        bucket("2024-03-01T00:00:00Z", 11, 7, 3, 1, 0.6364, (4, 2, 1, 1, 0.5)),
         bucket("2024-03-02T00:00:00Z", 1, 0, 1, 0, 0.0),
     ]
 
@@ -101,10 +121,10 @@ def test_csv_is_byte_exact(client: TestClient, keys: Keys) -> None:
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.content == (
         CSV_HEADER
-        + b"2024-03-01T09:00:00Z,7,3,3,1,0.4286\r\n"
-        + b"2024-03-01T10:00:00Z,4,4,0,0,1.0000\r\n"
-        + b"2024-03-01T11:00:00Z,0,0,0,0,\r\n"
-        + b"2024-03-02T09:00:00Z,1,0,1,0,0.0000\r\n"
+        + b"2024-03-01T09:00:00Z,7,3,3,1,0.4286,3,1,1,1,0.3333\r\n"
+        + b"2024-03-01T10:00:00Z,4,4,0,0,1.0000,1,1,0,0,1.0000\r\n"
+        + b"2024-03-01T11:00:00Z,0,0,0,0,,0,0,0,0,\r\n"
+        + b"2024-03-02T09:00:00Z,1,0,1,0,0.0000,0,0,0,0,\r\n"
     )
 
 
@@ -126,7 +146,9 @@ def test_time_range_with_offsets(client: TestClient, keys: Keys) -> None:
 @pytest.mark.usefixtures("footage")
 def test_site_key_is_forced_to_its_site(client: TestClient, keys: Keys) -> None:
     own = client.get("/v1/reports", params={"bucket": "day"}, headers=bearer(keys.north)).json()
-    assert own["items"] == [bucket("2024-03-01T00:00:00Z", 11, 7, 3, 1, 0.6364)]
+    assert own["items"] == [
+        bucket("2024-03-01T00:00:00Z", 11, 7, 3, 1, 0.6364, (4, 2, 1, 1, 0.5))
+    ]
     blank = client.get(
         "/v1/reports", params={"bucket": "day", "site": ""}, headers=bearer(keys.north)
     )

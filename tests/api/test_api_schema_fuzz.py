@@ -71,6 +71,7 @@ OPERATIONS = [
     ("DELETE", "/v1/jobs/{job_id}"),
     ("POST", "/v1/jobs/{job_id}/cancel"),
     ("GET", "/v1/jobs/{job_id}/frames"),
+    ("GET", "/v1/jobs/{job_id}/tracks"),
     ("GET", "/v1/jobs/{job_id}/frames/{frame_index}/evidence.jpg"),
     ("POST", "/v1/jobs/{job_id}/annotated-video"),
     ("GET", "/v1/jobs/{job_id}/annotated-video"),

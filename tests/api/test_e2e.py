@@ -311,7 +311,9 @@ def test_submit_wait_reports_the_footage_numbers(
         reference.incorrect,
     )
 
-    # Footage from 09:00:00 to 09:00:06 UTC: one minute bucket holding every face.
+    # Footage from 09:00:00 to 09:00:06 UTC: one minute bucket holding every face and person.
+    people = summary["people"]
+    assert people["total"] > 0
     report = get(stack, "/v1/reports", bucket="minute", camera="door").json()
     assert report["items"] == [
         {
@@ -321,6 +323,11 @@ def test_submit_wait_reports_the_footage_numbers(
             "unmasked": summary["unmasked"],
             "incorrect": summary["incorrect"],
             "compliance_ratio": summary["compliance_ratio"],
+            "people": people["total"],
+            "people_masked": people["masked"],
+            "people_unmasked": people["unmasked"],
+            "people_incorrect": people["incorrect"],
+            "people_compliance_ratio": people["compliance_ratio"],
         }
     ]
     csv = httpx.get(
@@ -328,11 +335,14 @@ def test_submit_wait_reports_the_footage_numbers(
         params={"bucket": "minute", "camera": "door"},
         headers={"Authorization": f"Bearer {stack.key}", "Accept": "text/csv"},
     )
-    ratio = summary["compliance_ratio"]
+    ratio, people_ratio = summary["compliance_ratio"], people["compliance_ratio"]
     assert csv.text == (
-        "bucket_start,faces,masked,unmasked,incorrect,compliance_ratio\r\n"
+        "bucket_start,faces,masked,unmasked,incorrect,compliance_ratio,"
+        "people,people_masked,people_unmasked,people_incorrect,people_compliance_ratio\r\n"
         f"2024-03-01T09:00:00Z,{summary['faces']},{summary['masked']},{summary['unmasked']},"
-        f"{summary['incorrect']},{'' if ratio is None else f'{ratio:.4f}'}\r\n"
+        f"{summary['incorrect']},{'' if ratio is None else f'{ratio:.4f}'},"
+        f"{people['total']},{people['masked']},{people['unmasked']},{people['incorrect']},"
+        f"{'' if people_ratio is None else f'{people_ratio:.4f}'}\r\n"
     )
 
 

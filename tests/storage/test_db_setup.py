@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from storage.db import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -27,7 +27,7 @@ from storage.models import Base, Camera
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
     "cameras", "jobs", "job_segments", "frame_stats", "face_detections", "api_keys",
-    "alert_rules", "alert_deliveries", "alert_attempts", "annotated_videos",
+    "alert_rules", "alert_deliveries", "alert_attempts", "annotated_videos", "tracks",
 }
 
 
@@ -104,6 +104,55 @@ def test_upgrade_reports_revisions_and_downgrade_drops_everything(
     upgrade(url)
     assert is_up_to_date(url)
     assert _tables(url) == TABLES
+
+
+def test_tracks_migration_keeps_stored_faces_both_ways(empty_database_url: str) -> None:
+    # 0003 rebuilds face_detections on SQLite (batch mode): rows must survive up and down.
+    url = empty_database_url
+    upgrade(url, "0002")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO cameras (id, site, name, created_at) "
+                    "VALUES (1, 's', 'c', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, camera_id, status, input_kind, input_path, "
+                    "input_name, settings, recorded_at, frames_done, created_at, updated_at) "
+                    "VALUES ('j1', 1, 'succeeded', 'video', 'a.mp4', 'a.mp4', '{}', "
+                    "'2026-01-01 00:00:00', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO face_detections (job_id, frame_index, x1, y1, x2, y2, label, "
+                    "score, face_prob) VALUES ('j1', 0, 1, 2, 3, 4, 'with_mask', 0.9, 0.95)"
+                )
+            )
+        engine.dispose()
+        upgrade(url)
+        columns = {c["name"] for c in inspect(engine).get_columns("face_detections")}
+        assert "track_id" in columns
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT label, track_id FROM face_detections")).all()
+        assert [tuple(r) for r in rows] == [("with_mask", None)]
+        assert {fk["name"] for fk in inspect(engine).get_foreign_keys("face_detections")} == {
+            "fk_face_detections_job_id_jobs",
+            "fk_face_detections_track_id_tracks",
+        }
+        engine.dispose()
+        downgrade(url, "0002")
+        assert "tracks" not in _tables(url)
+        columns = {c["name"] for c in inspect(engine).get_columns("face_detections")}
+        assert "track_id" not in columns
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM face_detections")).scalar() == 1
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_works_from_any_working_directory(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,6 +16,8 @@ from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
 from worker.pipeline.decode import Frame
 from worker.pipeline.detect import FaceDetector, build_detector
 from worker.pipeline.device import configure_threads, resolve_device
+from worker.pipeline.gating import FRAME_ANALYSED, FRAME_CARRIED, MotionGate
+from worker.pipeline.track import FaceTracker
 from worker.pipeline.types import Detections, FaceLabels
 
 logger = logging.getLogger(__name__)
@@ -50,21 +52,28 @@ def classifier_for(classifier: MaskClassifier, settings: AnalysisSettings) -> Ma
 
 
 def frame_record(
-    frame: Frame, detections: Detections, labels: FaceLabels, box_scale: float = 1.0
+    frame: Frame,
+    detections: Detections,
+    labels: FaceLabels,
+    box_scale: float = 1.0,
+    track_keys: Sequence[int | None] | None = None,
 ) -> FrameRecord:
     """Count one frame's faces by label and keep each face's box and scores.
 
     Boxes the classifier calls ``not_face`` are dropped first (``drop_non_faces``).
     ``box_scale`` maps the decoded frame's pixels back to the source's (when ffmpeg scaled it).
+    ``track_keys`` gives each kept face's track, when the faces were tracked.
     """
     detections, labels = drop_non_faces(detections, labels)
     faces: list[FaceRecord] = []
     counts: dict[str, int] = dict.fromkeys(Label, 0)
-    for box, face_prob, label, label_prob in zip(
+    keys = list(track_keys) if track_keys is not None else [None] * len(detections)
+    for box, face_prob, label, label_prob, track_key in zip(
         detections.xyxy,
         detections.confidence,
         labels.labels,
         labels.label_confidence,
+        keys,
         strict=True,
     ):
         counts[label] += 1
@@ -78,6 +87,7 @@ def frame_record(
                 label=label,
                 score=round(float(face_prob) * float(label_prob), 4),
                 face_prob=round(float(face_prob), 4),
+                track_key=track_key,
             )
         )
     return FrameRecord(
@@ -114,10 +124,55 @@ def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detectio
 
 
 def analyze_frames(
-    frames: Iterable[Frame], models: Models, box_scale: float = 1.0
+    frames: Iterable[Frame],
+    models: Models,
+    box_scale: float = 1.0,
+    tracker: FaceTracker | None = None,
+    own_from_s: float = 0.0,
+    gate: MotionGate | None = None,
 ) -> Iterator[FrameRecord]:
-    """Detect and classify the faces of each frame, in order."""
+    """Detect and classify the faces of each frame, in order; track them when asked.
+
+    Args:
+        tracker: links the faces into tracks; each face record then names its track.
+        own_from_s: frames before this time are warm-up for the tracker only (a segment
+            starting later in the footage): they are analysed but not yielded.
+        gate: when given, a frame the gate finds unchanged is not detected nor classified:
+            the last analysed frame's faces are carried over (and tracked as seen again).
+    """
+    warming = tracker is not None
+    last: tuple[Detections, FaceLabels] | None = None
     for frame in frames:
-        detections = models.detector.detect([frame.image])[0]
-        labels = models.classifier.classify(frame.image, detections.xyxy)
-        yield frame_record(frame, detections, labels, box_scale)
+        mode = FRAME_ANALYSED
+        if (
+            gate is not None
+            and last is not None
+            and not gate.needs_analysis(frame.image, frame.timestamp_s)
+        ):
+            detections, labels = last
+            mode = FRAME_CARRIED
+        else:
+            if gate is not None and last is None:
+                gate.needs_analysis(frame.image, frame.timestamp_s)  # the first reference
+            detections = models.detector.detect([frame.image])[0]
+            labels = models.classifier.classify(frame.image, detections.xyxy)
+            last = (detections, labels)
+        if tracker is None:
+            yield replace(frame_record(frame, detections, labels, box_scale), mode=mode)
+            continue
+        own = frame.timestamp_s >= own_from_s
+        if own and warming:
+            tracker.end_warmup()
+            warming = False
+        detections, labels = drop_non_faces(detections, labels)
+        tracked = tracker.update(
+            frame.frame_index,
+            frame.timestamp_s,
+            detections,
+            labels,
+            own=own,
+            fresh=mode == FRAME_ANALYSED,
+        )
+        if own:
+            keys = [face.track_key for face in tracked]
+            yield replace(frame_record(frame, detections, labels, box_scale, keys), mode=mode)

@@ -1,0 +1,187 @@
+"""Running one job on several cores of this machine: its segments in processes of one thread.
+
+Two analyses at once with one torch thread each get more done than one with two threads
+(waiting OpenMP threads busy-spin, and on a shared machine they spin against each other), so
+the embedded path (the CLI) splits a long video into segments as the distributed workers do:
+this process analyses the first, spawned processes the others, and the job is finalised here
+(tracks stitched) once all are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from maskwatch.core.analysis import AnalysisSettings
+from storage.models import Job
+from storage.repositories import jobs as job_repo
+from worker.jobs import (
+    ProgressCallback,
+    Segment,
+    analyze_segment,
+    failure_reason,
+    finish_job,
+    run_job,
+)
+from worker.pipeline.decode import estimate_sample_count, probe
+from worker.pipeline.errors import InputError
+from worker.planning import plan_ranges
+
+if TYPE_CHECKING:
+    from worker.pipeline.analyze import Models
+
+logger = logging.getLogger(__name__)
+
+# Shorter videos run whole: a spawned process' start-up and model load cost more than half
+# of such a video's analysis saves.
+MIN_SPLIT_S = 20.0
+
+_CHILD: dict[str, Any] = {}
+
+
+def _start_child(database_url: str, checkpoint: str, device: str, settings: dict[str, Any]) -> None:
+    from storage.db import make_engine, make_session_factory
+    from worker.pipeline.analyze import load_models
+
+    _CHILD["factory"] = make_session_factory(make_engine(database_url))
+    _CHILD["models"] = load_models(
+        AnalysisSettings.from_dict(settings), Path(checkpoint), device, threads=1
+    )
+
+
+def _analyze_part(job_id: str, start_s: float, end_s: float | None, index: int) -> int:
+    factory: sessionmaker[Session] = _CHILD["factory"]
+    with factory() as session:
+        job = job_repo.get_job(session, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        # End the read: on SQLite (WAL) a transaction that read before another process
+        # wrote cannot write later ("database is locked"); each batch begins its own.
+        session.commit()
+        part = Segment(start_s, end_s, index)
+        return analyze_segment(session, job, _CHILD["models"], part).frames
+
+
+def run_job_in_parts(
+    session_factory: sessionmaker[Session],
+    database_url: str,
+    job_id: str,
+    models: Models,
+    *,
+    checkpoint: Path,
+    device: str = "cpu",
+    processes: int = 2,
+    on_progress: ProgressCallback | None = None,
+) -> Job:
+    """Analyse a job here and in ``processes - 1`` spawned processes, one segment each.
+
+    Images, short videos and ``processes`` < 2 run whole in this process (``run_job``).
+    Torch runs with one thread here while the parts run. Failures are recorded on the job
+    as ``run_job`` records them.
+    """
+    with session_factory() as session:
+        job = job_repo.get_job(session, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        try:
+            info = probe(Path(job.input_path), job.input_name)
+        except InputError:
+            info = None
+        duration = info.duration_s if info is not None and info.kind == "video" else None
+        if processes < 2 or duration is None or duration < MIN_SPLIT_S:
+            return run_job(session_factory, job_id, models, on_progress)
+        assert info is not None
+        settings = AnalysisSettings.from_dict(job.settings)
+        parts = plan_ranges(duration, duration / processes)
+        ranges = [Segment(p.start_s, p.end_s, i) for i, p in enumerate(parts)]
+        try:
+            expected = estimate_sample_count(info, settings.sample_fps)
+            job_repo.mark_running(session, job, expected)
+            session.commit()
+            _run_parts(session, job, models, ranges, database_url, checkpoint, device,
+                       _progress_of(session, job, expected, on_progress))
+            session.refresh(job)
+            finish_job(session, job)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            job_repo.mark_failed(session, job, failure_reason(exc))
+            session.commit()
+            if not isinstance(exc, InputError):  # bad input is the user's; anything else a bug
+                logger.exception("job %s failed", job_id)
+                raise
+            logger.info("job %s failed on its input: %s", job_id, exc)
+        return job
+
+
+def _progress_of(
+    session: Session, job: Job, expected: int | None, on_progress: ProgressCallback | None
+) -> Callable[[int, int | None], None] | None:
+    """Progress over all parts: the job's stored frame count, read after each own batch."""
+    if on_progress is None:
+        return None
+
+    def report(_done: int, _expected: int | None) -> None:
+        session.refresh(job)
+        session.commit()  # no read left open while the next batch is analysed (see above)
+        on_progress(job.frames_done, expected)
+
+    return report
+
+
+def _run_parts(
+    session: Session,
+    job: Job,
+    models: Models,
+    ranges: list[Segment],
+    database_url: str,
+    checkpoint: Path,
+    device: str,
+    on_progress: ProgressCallback | None,
+) -> None:
+    import torch
+
+    context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one per process: the other parts run in the other processes
+    try:
+        _run_in_pool(session, job, models, ranges, database_url, checkpoint, device,
+                     on_progress, context)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_in_pool(
+    session: Session,
+    job: Job,
+    models: Models,
+    ranges: list[Segment],
+    database_url: str,
+    checkpoint: Path,
+    device: str,
+    on_progress: ProgressCallback | None,
+    context: Any,
+) -> None:
+    with ProcessPoolExecutor(
+        max_workers=len(ranges) - 1,
+        mp_context=context,
+        initializer=_start_child,
+        initargs=(database_url, str(checkpoint), device, dict(job.settings)),
+    ) as pool:
+        futures = [
+            pool.submit(_analyze_part, job.id, r.start_s, r.end_s, r.index) for r in ranges[1:]
+        ]
+        try:
+            analyze_segment(session, job, models, ranges[0], on_progress=on_progress)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        for future in futures:
+            future.result()  # re-raises a part's InputError or crash here

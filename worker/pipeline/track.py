@@ -1,0 +1,361 @@
+"""Faces linked across analysed frames into tracks (one appearance of a person each).
+
+A track's label is a confidence-weighted vote over a sliding window of the classifier's
+readings, so a person who puts a mask on changes label once, not at every flicker. Tracks
+are followed with roboflow's ByteTrack (the ``trackers`` package, supervision's successor
+for tracking); stitching the tracks of neighbouring segments is a pure function here too.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskwatch.core.labels import MASK_LABELS, Label
+from maskwatch.core.records import TrackRecord
+from worker.pipeline.types import Detections, FaceLabels
+
+if TYPE_CHECKING:
+    from trackers import ByteTrackTracker
+
+    from maskwatch.core.analysis import AnalysisSettings
+    from worker.pipeline.decode import MediaInfo
+
+# Readings a track's label is voted over; also the frames a segment starts early, so that
+# its tracks and votes are warm at its first own frame (see ``warmup_samples``).
+VOTE_WINDOW = 7
+# A track unseen this long is over (ByteTrack's lost-track buffer).
+LOST_AFTER_S = 1.5
+# A detection this confident (face probability) may start a track.
+START_CONFIDENCE = 0.5
+# Two tracks of neighbouring segments seen at the same frame are one when their boxes
+# overlap this much (the same detector on the same frame gives the same box).
+HANDOFF_IOU = 0.5
+# A track starting within LOST_AFTER_S of the end of one of the previous segment is its
+# continuation when their boxes overlap this much (the tracker would have kept its id).
+RESUME_IOU = 0.3
+# Ties in seconds are broken towards the least compliant label.
+_LABEL_PRIORITY = (
+    Label.WITHOUT_MASK.value, Label.INCORRECT_MASK.value, Label.WITH_MASK.value
+)
+
+
+def warmup_samples() -> int:
+    """Sampled frames a segment analyses before its own start (not stored)."""
+    return VOTE_WINDOW
+
+
+def dominant_label(seconds: dict[str, float]) -> str:
+    """The label held the longest; ties go to the least compliant one."""
+    return max(_LABEL_PRIORITY, key=lambda label: (seconds.get(label, 0.0), -_rank(label)))
+
+
+def _rank(label: str) -> int:
+    return _LABEL_PRIORITY.index(label)
+
+
+class LabelVote:
+    """Confidence-weighted vote over the last ``window`` readings of one track."""
+
+    def __init__(self, window: int = VOTE_WINDOW) -> None:
+        self._readings: deque[tuple[str, float]] = deque(maxlen=window)
+        self.label: str | None = None
+
+    def add(self, label: str, weight: float) -> str:
+        """Add a reading; returns the label the track now holds.
+
+        The held label changes only when another label's summed weight over the window
+        is strictly larger, so an even split keeps what the track had.
+        """
+        self._readings.append((label, max(float(weight), 1e-6)))
+        totals: dict[str, float] = {}
+        for reading, w in self._readings:
+            totals[reading] = totals.get(reading, 0.0) + w
+        best = max(totals, key=lambda name: (totals[name], name == self.label))
+        if self.label is None or totals[best] > totals.get(self.label, 0.0):
+            self.label = best
+        return self.label
+
+
+@dataclass
+class Track:
+    """One segment's view of one track; seconds count only the segment's own frames."""
+
+    key: int  # the tracker's id, unique within the segment
+    vote: LabelVote = field(default_factory=LabelVote)
+    first_frame_index: int | None = None
+    first_s: float | None = None
+    last_frame_index: int | None = None
+    last_s: float | None = None
+    seconds_seen: float = 0.0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MASK_LABELS, 0.0))
+    readings: int = 0
+    box: tuple[float, float, float, float] | None = None  # the best-scored face's box
+    box_score: float = -1.0
+    # Where the track was at the last warm-up frame: (frame_index, box), for stitching.
+    handoff: tuple[int, tuple[float, float, float, float]] | None = None
+
+    @property
+    def label(self) -> str:
+        if not any(self.seconds.values()):  # a still image: no time, only the vote
+            return self.vote.label or Label.WITHOUT_MASK.value
+        return dominant_label(self.seconds)
+
+    def record(self, segment_index: int, box_scale: float = 1.0) -> TrackRecord:
+        """The stored form of a track with own frames; boxes in the source's pixels."""
+        if self.first_frame_index is None or self.box is None:
+            raise ValueError(f"track {self.key} has no frame of its segment")
+        assert self.first_s is not None and self.last_s is not None
+        assert self.last_frame_index is not None
+        handoff = None
+        if self.handoff is not None:
+            handoff = (self.handoff[0], _scaled(self.handoff[1], box_scale))
+        return TrackRecord(
+            segment_index=segment_index,
+            segment_track=self.key,
+            first_frame_index=self.first_frame_index,
+            first_s=round(self.first_s, 4),
+            last_frame_index=self.last_frame_index,
+            last_s=round(self.last_s, 4),
+            seconds_seen=round(self.seconds_seen, 4),
+            seconds_masked=round(self.seconds[Label.WITH_MASK.value], 4),
+            seconds_unmasked=round(self.seconds[Label.WITHOUT_MASK.value], 4),
+            seconds_incorrect=round(self.seconds[Label.INCORRECT_MASK.value], 4),
+            readings=self.readings,
+            label=self.label,
+            box=_scaled(self.box, box_scale),
+            box_score=round(self.box_score, 4),
+            handoff=handoff,
+        )
+
+
+    @property
+    def stored(self) -> bool:
+        return self.first_frame_index is not None
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """What the tracker says of one face of a frame."""
+
+    track_key: int | None  # None: not (yet) part of a confirmed track
+    label: str  # the face's own reading
+    track_label: str | None  # the track's voted label after this reading
+
+
+class FaceTracker:
+    """Links one segment's faces into tracks and keeps each track's figures.
+
+    Args:
+        sample_period_s: seconds one sampled frame stands for (1 / sample rate); 0 for a
+            still image.
+        sample_fps: the sample rate, for the tracker's motion model.
+        still: a single image: every face is a person of its own (there is no motion to
+            confirm a track with).
+    """
+
+    def __init__(self, sample_period_s: float, sample_fps: float, still: bool = False) -> None:
+        from trackers import ByteTrackTracker  # scipy and friends: only where faces are tracked
+
+        self.sample_period_s = sample_period_s
+        self._tracker: ByteTrackTracker = ByteTrackTracker(
+            lost_track_buffer=max(1, round(LOST_AFTER_S * 30)),
+            frame_rate=sample_fps,
+            track_activation_threshold=START_CONFIDENCE,
+            high_conf_det_threshold=START_CONFIDENCE,
+            minimum_consecutive_frames=2,
+        )
+        self.still = still
+        self.tracks: dict[int, Track] = {}
+        self._last_warmup: list[tuple[int, int, tuple[float, float, float, float]]] = []
+
+    def update(
+        self,
+        frame_index: int,
+        timestamp_s: float,
+        detections: Detections,
+        labels: FaceLabels,
+        *,
+        own: bool = True,
+        fresh: bool = True,
+    ) -> list[TrackedFace]:
+        """Track one analysed frame's faces (already cleared of non-faces), in their order.
+
+        Args:
+            own: False for a warm-up frame before the segment's start: the tracker and the
+                votes see it, the track figures do not.
+            fresh: False when the faces are carried over from an earlier frame (gating):
+                they count for time and the vote as a new reading would, but not as one.
+        """
+        import supervision as sv
+
+        count = len(detections)
+        face_labels = labels.labels
+        weights = (
+            detections.confidence * labels.label_confidence if count else np.zeros((0,))
+        )
+        tracked = sv.Detections(
+            xyxy=detections.xyxy.astype(np.float32).reshape(-1, 4),
+            confidence=detections.confidence.astype(np.float32).reshape(-1),
+            data={"face": np.arange(count)},
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = self._tracker.update(tracked, timestamp=timestamp_s)
+        keys: list[int | None] = [None] * count
+        tracker_ids = [] if result.tracker_id is None else result.tracker_id.tolist()
+        for face, tracker_id in zip(result.data.get("face", []), tracker_ids, strict=True):
+            if tracker_id >= 0:
+                keys[int(face)] = int(tracker_id)
+        if self.still:
+            keys = [len(self.tracks) + i + 1 for i in range(count)]
+        out: list[TrackedFace] = []
+        if not own:
+            self._last_warmup = []
+        for i in range(count):
+            key = keys[i]
+            if key is None:
+                out.append(TrackedFace(None, face_labels[i], None))
+                continue
+            track = self.tracks.setdefault(key, Track(key))
+            held = track.vote.add(face_labels[i], float(weights[i]))
+            box = tuple(float(v) for v in detections.xyxy[i])
+            if own:
+                self._record(track, frame_index, timestamp_s, held, box, float(weights[i]), fresh)
+            else:
+                self._last_warmup.append((key, frame_index, box))  # type: ignore[arg-type]
+            out.append(TrackedFace(key, face_labels[i], held))
+        return out
+
+    def end_warmup(self) -> None:
+        """The segment's own frames start now: note where each track was, for stitching."""
+        for key, frame_index, box in self._last_warmup:
+            self.tracks[key].handoff = (frame_index, box)
+        self._last_warmup = []
+
+    def _record(
+        self,
+        track: Track,
+        frame_index: int,
+        timestamp_s: float,
+        held: str,
+        box: tuple[float, ...],
+        score: float,
+        fresh: bool,
+    ) -> None:
+        if track.first_frame_index is None:
+            track.first_frame_index, track.first_s = frame_index, timestamp_s
+        track.last_frame_index, track.last_s = frame_index, timestamp_s
+        track.seconds_seen += self.sample_period_s
+        track.seconds[held] += self.sample_period_s
+        track.readings += int(fresh)
+        if score > track.box_score:
+            track.box, track.box_score = box, score  # type: ignore[assignment]
+
+
+def _scaled(box: tuple[float, ...], scale: float) -> tuple[float, float, float, float]:
+    # rounded as stored face boxes are (frame_record), so a handoff box matches one exactly
+    x1, y1, x2, y2 = (round(float(v) * scale, 1) for v in box)
+    return (x1, y1, x2, y2)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TrackPiece:
+    """A stored segment track, as stitching needs it.
+
+    Attributes:
+        boxes_at: the piece's stored face boxes by frame index (at least its first and
+            last frame, and the frame a later piece's handoff names).
+    """
+
+    id: int
+    segment_index: int
+    first_s: float
+    last_s: float
+    first_box: tuple[float, float, float, float]
+    last_box: tuple[float, float, float, float]
+    handoff: tuple[int, tuple[float, float, float, float]] | None
+    boxes_at: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+
+
+def stitch(pieces: Iterable[TrackPiece]) -> dict[int, int]:
+    """Which pieces continue a piece of the segment before: {later piece id: earlier id}.
+
+    A piece that was seen during its segment's warm-up (it has a handoff) continues the
+    previous segment's piece whose box at that very frame overlaps it (IoU >= HANDOFF_IOU).
+    A piece without handoff that starts within LOST_AFTER_S of where a previous-segment
+    piece ended, near the segment boundary, continues it when their boxes overlap
+    (IoU >= RESUME_IOU), as the tracker would have resumed it. Each earlier piece is
+    continued at most once, by its best match. Chains over several segments come out as
+    several pairs; the caller follows them in segment order.
+    """
+    by_segment: dict[int, list[TrackPiece]] = {}
+    for piece in pieces:
+        by_segment.setdefault(piece.segment_index, []).append(piece)
+    links: dict[int, int] = {}
+    for segment_index in sorted(by_segment):
+        earlier = by_segment.get(segment_index - 1, [])
+        if not earlier:
+            continue
+        boundary_s = min(p.first_s for p in by_segment[segment_index])
+        candidates: list[tuple[float, int, int]] = []
+        for later in by_segment[segment_index]:
+            for before in earlier:
+                score = _continuation(before, later, boundary_s)
+                if score is not None:
+                    candidates.append((score, later.id, before.id))
+        taken_before: set[int] = set()
+        for _score, later_id, before_id in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+            if later_id in links or before_id in taken_before:
+                continue
+            links[later_id] = before_id
+            taken_before.add(before_id)
+    return links
+
+
+def _continuation(before: TrackPiece, later: TrackPiece, boundary_s: float) -> float | None:
+    """How well ``later`` continues ``before`` (higher is better), or None if it does not."""
+    if later.handoff is not None:
+        frame_index, box = later.handoff
+        seen = before.boxes_at.get(frame_index)
+        if seen is None:
+            return None
+        iou = box_iou(seen, box)
+        return 1.0 + iou if iou >= HANDOFF_IOU else None
+    gap_s = later.first_s - before.last_s
+    if not 0 < gap_s <= LOST_AFTER_S or later.first_s - boundary_s > LOST_AFTER_S:
+        return None
+    iou = box_iou(before.last_box, later.first_box)
+    return iou if iou >= RESUME_IOU else None
+
+
+def label_seconds(values: dict[str, Any]) -> dict[str, float]:
+    """The per-label seconds of a stored track row (masked, unmasked, incorrect)."""
+    return {
+        Label.WITH_MASK.value: float(values["seconds_masked"]),
+        Label.WITHOUT_MASK.value: float(values["seconds_unmasked"]),
+        Label.INCORRECT_MASK.value: float(values["seconds_incorrect"]),
+    }
+
+
+def segment_tracker(info: MediaInfo, settings: AnalysisSettings) -> FaceTracker:
+    """A tracker for one segment of ``info`` analysed as ``settings`` say."""
+    if info.kind != "video":
+        return FaceTracker(0.0, 1.0, still=True)
+    rates = [r for r in (settings.sample_fps, info.fps) if r]
+    rate = min(rates) if rates else 5.0  # a video of unknown rate, sampled frame by frame
+    return FaceTracker(1.0 / rate, rate)
