@@ -4,6 +4,7 @@ upload retention deletes old footage and keeps the statistics. SQLite and Postgr
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, utcnow
+from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, Track, utcnow
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from storage.repositories import segments as segment_repo
-from tests.api.api_support import Keys, bearer, files_under, frame
+from storage.repositories import tracks as track_repo
+from tests.api.api_support import Keys, bearer, files_under, frame, person
 from worker import retention
 from worker.evidence import video_path
 
@@ -30,7 +32,7 @@ def rows_of(session: Session, job_id: str) -> dict[str, int]:
             session.scalar(select(func.count()).select_from(model).where(model.job_id == job_id))
             or 0
         )
-        for model in (FrameStat, FaceDetection, JobSegment)
+        for model in (FrameStat, FaceDetection, JobSegment, Track)
     } | {"jobs": int(session.scalar(select(func.count(Job.id)).where(Job.id == job_id)) or 0)}
 
 
@@ -38,7 +40,7 @@ def rows_of(session: Session, job_id: str) -> dict[str, int]:
 def analysed_upload(
     client: TestClient, keys: Keys, session: Session, video_bytes: bytes
 ) -> Callable[[JobStatus], Job]:
-    """A job submitted through the API, with segments, frames and faces stored."""
+    """A job submitted through the API, with segments, frames, faces and tracks stored."""
 
     def make(status: JobStatus) -> Job:
         response = client.post(
@@ -52,7 +54,14 @@ def analysed_upload(
         assert job is not None
         job_repo.mark_running(session, job, 2)
         segment_repo.create_segments(session, job.id, [(0.0, 0.5), (0.5, None)])
-        frame_repo.replace_frames(session, job, [frame(0, 0.0, 1, 1), frame(3, 0.6, 2, 0)])
+        track_ids = track_repo.save_tracks(
+            session, job, [person(1, 0.0, "with_mask"), person(2, 0.0, "without_mask")], {}
+        )
+        first = frame(0, 0.0, 1, 1)  # its faces are the two people's
+        first = replace(first, detections=[
+            replace(face, track_key=key) for face, key in zip(first.detections, (1, 2), strict=True)
+        ])
+        frame_repo.replace_frames(session, job, [first, frame(3, 0.6, 2, 0)], track_ids)
         if status is JobStatus.SUCCEEDED:
             job_repo.mark_succeeded(session, job)
         elif status is JobStatus.FAILED:
@@ -78,13 +87,13 @@ def test_delete_removes_the_upload_and_every_row_of_the_job(
     rendered.parent.mkdir(parents=True)
     rendered.write_bytes(b"rendered frames")
     assert rows_of(session, job_id) == {
-        "frame_stats": 2, "face_detections": 4, "job_segments": 2, "jobs": 1
+        "frame_stats": 2, "face_detections": 4, "job_segments": 2, "tracks": 2, "jobs": 1
     }
     response = client.delete(f"/v1/jobs/{job_id}", headers=bearer(keys.north))
     assert (response.status_code, response.content) == (204, b"")
     assert not upload.exists() and not rendered.exists() and files_under(upload_dir) == []
     assert rows_of(session, job_id) == {
-        "frame_stats": 0, "face_detections": 0, "job_segments": 0, "jobs": 0
+        "frame_stats": 0, "face_detections": 0, "job_segments": 0, "tracks": 0, "jobs": 0
     }
     assert client.get(f"/v1/jobs/{job_id}", headers=bearer(keys.north)).status_code == 404
     again = client.delete(f"/v1/jobs/{job_id}", headers=bearer(keys.north))
