@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.distributed.dist_support import (
     WORKER_ENV,
     RedisServer,
     WorkerFleet,
+    free_port,
 )
 from worker.celery_app import create_app
 
@@ -34,12 +34,6 @@ def postgres_database(name: str) -> str:
     url = fresh_database(name, recreate=True)
     upgrade(url)
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +106,7 @@ def cluster(
     )
     _FLEETS.append(fleet)
     try:
-        fleet.start("w1", wait=False)
-        fleet.start("w2", wait=False)
-        for worker in fleet.workers:
-            worker.wait_ready()
+        fleet.start_ready("w1", "w2")
         yield fleet
     finally:
         fleet.stop_all()

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from storage.repositories import jobs as job_repo
 from tests.db_support import add_video_job
 from tests.polling import wait_for
 from worker.pipeline.analyze import AnalysisSettings
+from worker.pipeline.ffmpeg_process import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -43,6 +45,13 @@ WORKER_ENV = {
 # (masked, unmasked) faces per 2-second stretch of the generated clips.
 SCENES_16S = [(1, 1), (2, 0), (0, 2), (1, 2), (2, 1), (0, 1), (1, 0), (2, 2)]
 SCENES_20S = [*SCENES_16S, (1, 1), (0, 3)]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a private server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 
@@ -169,6 +178,13 @@ class WorkerFleet:
             handle.wait_ready()
         return handle
 
+    def start_ready(self, *names: str) -> None:
+        """Start one worker per name at once, then wait until every one is ready."""
+        for name in names:
+            self.start(name, wait=False)
+        for worker in self.workers:
+            worker.wait_ready()
+
     def pool_pids(self) -> set[int]:
         return {pid for worker in self.workers for pid in worker.pool_pids()}
 
@@ -246,25 +262,25 @@ class RedisServer:
         self.start()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=10)
 
 
 # ----------------------------------------------------------------------------- jobs
 
 
 def create_job(
-    session_factory: sessionmaker[Session], path: Path, *, sample_fps: float, camera: str = "cam"
+    session_factory: sessionmaker[Session],
+    path: Path,
+    *,
+    sample_fps: float,
+    site: str = "dist-test",
+    camera: str = "cam",
 ) -> str:
-    """A queued video job on ``path`` (committed); returns its id."""
+    """A queued video job on ``path`` at ``site``/``camera`` (committed); returns its id."""
     with session_factory() as session:
         settings = AnalysisSettings(sample_fps=sample_fps).to_dict()
-        job = add_video_job(session, path, settings=settings, site="dist-test", camera=camera)
+        job = add_video_job(session, path, settings=settings, site=site, camera=camera)
         session.commit()
         return job.id
 
