@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from maskwatch.core.records import FrameRecord
 from storage.db import upgrade
 from storage.models import InputKind, Job
 from storage.repositories import cameras as camera_repo
@@ -22,6 +24,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
 # Appended to every test database's name, so that two checkouts can run their suites at once.
 DATABASE_SUFFIX = os.environ.get("MASKWATCH_TEST_DB_SUFFIX", "")
+# The builders the storage tests' fixtures ``make_job`` and ``frame`` return.
+MakeJob = Callable[..., Job]
+MakeFrame = Callable[..., FrameRecord]
 BACKENDS = (
     ["sqlite"]
     if NO_POSTGRES
