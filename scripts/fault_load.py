@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,12 +61,17 @@ from tests.distributed.dist_support import (  # noqa: E402
     RedisServer,
     WorkerFleet,
     create_job,
-    free_port,
 )
 from tests.polling import wait_for  # noqa: E402
+from tests.processes import (  # noqa: E402
+    Process,
+    free_port,
+    start,
+    wait_for_api,
+    with_repo_path,
+)
 from worker.jobs import run_job  # noqa: E402
 from worker.pipeline.analyze import AnalysisSettings, load_models  # noqa: E402
-from worker.pipeline.ffmpeg_process import stop_process  # noqa: E402
 
 logger = logging.getLogger("fault_load")
 
@@ -182,36 +186,19 @@ def reference_counts(clip: Path, work: Path) -> dict[str, int]:
 
 @dataclass
 class Api:
-    proc: subprocess.Popen[bytes]
+    process: Process
     url: str
-    log_path: Path
 
     def stop(self) -> None:
-        stop_process(self.proc, grace_s=10)
+        self.process.stop()
 
 
 def start_api(env: dict[str, str], work: Path) -> Api:
     port = free_port()
-    log_path = work / "api.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = Api(proc, f"http://127.0.0.1:{port}", log_path)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited:\n{log_path.read_text()[-2000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{api.url}/healthz", timeout=2).status_code == 200
-        return False
-
-    wait_for(healthy, 60, "the API to answer", interval_s=0.3)
+    env = with_repo_path({**os.environ, **env})
+    process = start("api", ["serve", "--port", str(port)], env, work)
+    api = Api(process, f"http://127.0.0.1:{port}")
+    wait_for_api(api.process, api.url, 60)
     return api
 
 

@@ -35,15 +35,14 @@ from storage.models import JobStatus  # noqa: E402
 from tests.distributed.dist_support import (  # noqa: E402
     RedisServer,
     WorkerFleet,
-    create_job,
-    free_port,
     get_job,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 from worker.celery_app import create_app  # noqa: E402
-from worker.dispatch import enqueue_job  # noqa: E402
 
 logger = logging.getLogger("measure_fairness")
 
@@ -59,8 +58,7 @@ WORKER_ENV = {
 def queue_job(
     factory: sessionmaker[Session], celery: Celery, clip: Path, site: str
 ) -> str:
-    job_id = create_job(factory, clip, sample_fps=SAMPLE_FPS, site=site)
-    enqueue_job(job_id, celery=celery)
+    job_id = submit_job(factory, celery, clip, sample_fps=SAMPLE_FPS, site=site)
     return job_id
 
 

@@ -21,8 +21,8 @@ from tests.distributed.dist_support import (
     WORKER_ENV,
     RedisServer,
     WorkerFleet,
-    free_port,
 )
+from tests.processes import free_port, shipped_checkpoint
 from worker.celery_app import create_app
 
 # A database number of its own, flushed at the start and end of the session.
@@ -39,10 +39,7 @@ def postgres_database(name: str) -> str:
 @pytest.fixture(scope="session")
 def classifier_checkpoint() -> Path:
     """The workers load the shipped checkpoint (or MASKWATCH_CHECKPOINT); fail loudly without."""
-    path = Settings().checkpoint
-    if not path.is_file():
-        pytest.fail(f"classifier checkpoint missing: {path} (or set MASKWATCH_CHECKPOINT)")
-    return path
+    return shipped_checkpoint()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from tests.distributed.dist_support import (
     create_job,
     get_job,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.fixtures.timestamps import make_sparse_video
@@ -36,8 +37,7 @@ def test_two_frames_a_million_seconds_apart_are_one_segment_of_two_frames(
 ) -> None:
     # The 22 KB upload of issue 16 used to become 33,334 segments (Redis 1.7 -> 38 MB).
     clip = make_sparse_video(tmp_path / "claims-11-days.mkv", [0.0, 1_000_000.0])
-    job_id = create_job(session_factory, clip, sample_fps=5.0, site="bounds")
-    enqueue_job(job_id, celery=celery_client)
+    job_id = submit_job(session_factory, celery_client, clip, sample_fps=5.0, site="bounds")
     job = wait_finished(session_factory, job_id, timeout_s=120)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
     assert (job.frames_total, job.frames_done) == (2, 2)
@@ -68,9 +68,9 @@ def test_a_sites_first_job_is_not_held_behind_another_sites_backlog(
         return all(get_job(session_factory, j).status is JobStatus.RUNNING for j in big)
 
     wait_for(all_planned, 60, "the big site's jobs to be planned", interval_s=0.1)
-    # 4 segments
-    small = create_job(session_factory, videos["16s"], sample_fps=SAMPLE_FPS, site="small-site")
-    enqueue_job(small, celery=celery_client)
+    small = submit_job(  # 4 segments
+        session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS, site="small-site"
+    )
 
     small_done = wait_finished(session_factory, small, timeout_s=240)
     assert small_done.status is JobStatus.SUCCEEDED

@@ -6,7 +6,6 @@ screenshot per page (MASKWATCH_UI_SCREENSHOTS=docs/img writes them for the READM
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,8 +28,7 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from tests.api.api_support import frame
-from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
-from tests.polling import wait_for
+from tests.processes import Process, free_port, start, wait_for_api, with_repo_path
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, load_models
 from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
@@ -146,8 +144,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     lobby = analysed_upload(database_url, work / "uploads")
     port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **with_repo_path(os.environ),
         "MASKWATCH_DATABASE_URL": database_url,
         "MASKWATCH_UPLOAD_DIR": str(work / "uploads"),
         "MASKWATCH_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing is submitted here
@@ -155,13 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     process = start("api", ["serve", "--port", str(port)], env, work)
     url = f"http://127.0.0.1:{port}"
     try:
-        def up() -> bool:
-            process.check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            return False
-
-        wait_for(up, START_TIMEOUT_S, "maskwatch serve")
+        wait_for_api(process, url, START_TIMEOUT_S)
         yield Site(url, seeded["key"], seeded["other"], database_url, seeded["running"],
                    seeded["gate"], lobby, process)
     finally:
