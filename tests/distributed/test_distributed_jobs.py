@@ -96,9 +96,7 @@ def test_bad_input_fails_the_job_with_its_reason_and_the_worker_goes_on(
     # Bad input is never retried: one attempt, logged once, no retry scheduled.
     logs = cluster.logs_since(log_sizes)
     assert logs.count(f"job {bad_id} failed on its input") == 1
-    # (the workers are shared with other tests, whose retries of real faults are in the log)
-    retries = [line for line in logs.splitlines() if "Retry in" in line]
-    assert not [line for line in retries if "lobby-notes" in line or bad_id in line], retries
+    assert "Retry in" not in logs
 
     good_id = submit_job(session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS)
     good = wait_finished(session_factory, good_id, timeout_s=90)
