@@ -8,7 +8,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO
+from typing import IO, Any
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -70,6 +70,25 @@ class Upload:
     def discard(self) -> None:
         """Delete the stored file (idempotent)."""
         self.path.unlink(missing_ok=True)
+
+
+def multipart_body(
+    file_description: str, required: tuple[str, ...] = ("file",), **fields: dict[str, Any]
+) -> dict[str, Any]:
+    """OpenAPI ``openapi_extra`` for a route whose multipart body is read here (streamed to
+    disk), which FastAPI therefore cannot infer: the ``file`` part and the form ``fields``."""
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": file_description},
+        **fields,
+    }
+    schema = {
+        "type": "object",
+        "required": list(required),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    content = {"multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def too_large(max_bytes: int) -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -58,6 +58,16 @@ def default_api_url(settings: Settings) -> str:
 def _segment(value: str) -> str:
     """An id quoted into exactly one path segment (``../x`` cannot climb the URL)."""
     return quote(value, safe="")
+
+
+class ReportQuery(TypedDict, total=False):
+    """The filters of a compliance report (``GET /v1/reports``); None means no filter."""
+
+    site: str | None
+    camera: str | None
+    start: str | None  # inclusive, ISO 8601 with offset (the API's ``from``)
+    end: str | None  # exclusive (the API's ``to``)
+    bucket: str  # minute, hour (the default) or day
 
 
 class MaskWatchClient:
@@ -213,35 +223,21 @@ class MaskWatchClient:
 
     # --------------------------------------------------------------------------- reports
 
-    def _report_params(self, **params: Any) -> dict[str, Any]:
+    @staticmethod
+    def _report_params(query: ReportQuery) -> dict[str, Any]:
         names = {"start": "from", "end": "to"}
-        return {names.get(k, k): v for k, v in params.items() if v is not None}
+        params = {names.get(k, k): v for k, v in query.items() if v is not None}
+        return {"bucket": "hour", **params}
 
-    def report(
-        self,
-        *,
-        site: str | None = None,
-        camera: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        bucket: str = "hour",
-    ) -> dict[str, Any]:
+    def report(self, **query: Unpack[ReportQuery]) -> dict[str, Any]:
         """The compliance time series: ``{"bucket": ..., "items": [...]}``."""
-        params = self._report_params(site=site, camera=camera, start=start, end=end, bucket=bucket)
+        params = self._report_params(query)
         report: dict[str, Any] = self._json("GET", "/v1/reports", params=params)
         return report
 
-    def report_csv(
-        self,
-        *,
-        site: str | None = None,
-        camera: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        bucket: str = "hour",
-    ) -> str:
+    def report_csv(self, **query: Unpack[ReportQuery]) -> str:
         """The same series as the server's CSV."""
-        params = self._report_params(site=site, camera=camera, start=start, end=end, bucket=bucket)
+        params = self._report_params(query)
         return self._send(
             "GET", "/v1/reports", params=params, headers={"Accept": "text/csv"}
         ).text

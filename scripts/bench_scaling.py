@@ -25,14 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from maskwatch.core.records import FaceRecord, FrameRecord  # noqa: E402
 from maskwatch.settings import Settings  # noqa: E402
-from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
+from scripts.cluster_support import fresh_database  # noqa: E402
+from storage.db import make_engine, make_session_factory  # noqa: E402
 from storage.repositories import frames as frame_repo  # noqa: E402
 from storage.repositories import jobs as job_repo  # noqa: E402
+from tests.db_support import add_video_job  # noqa: E402
 from tests.distributed.dist_support import (  # noqa: E402
     WorkerFleet,
     create_job,
@@ -44,24 +44,8 @@ from worker.dispatch import enqueue_job  # noqa: E402
 
 logger = logging.getLogger("bench_scaling")
 
-ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 DATABASE = "maskwatch_bench"
 BROKER_URL = "redis://127.0.0.1:6379/6"
-
-
-def fresh_database() -> str:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    finally:
-        admin.dispose()
-    url = make_url(ADMIN_URL).set(database=DATABASE).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
 
 
 def generated_clip(out_dir: Path, seconds: int) -> Path:
@@ -89,10 +73,7 @@ def run_once(
     factory = make_session_factory(make_engine(database_url))
     celery = create_app(Settings(broker_url=BROKER_URL, database_url=database_url))
     try:
-        for index in range(workers):
-            fleet.start(f"bench{index}", wait=False)
-        for worker in fleet.workers:
-            worker.wait_ready()
+        fleet.start_ready(*(f"bench{index}" for index in range(workers)))
         pool = sorted(fleet.pool_pids())
         cpu_before = sum(cpu_seconds(pid) for pid in pool)
         load_before = os.getloadavg()[0]
@@ -140,18 +121,9 @@ def batch_write_cost(
 ) -> dict:
     """Mean time to store (replace + commit) one batch of frames with their faces."""
     factory = make_session_factory(make_engine(database_url))
-    from storage.models import InputKind
-    from storage.repositories import cameras as camera_repo
-
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "bench", "db")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path="/dev/null",
-            input_name="write-cost",
-            settings={},
+        job = add_video_job(
+            session, "/dev/null", site="bench", camera="db", input_name="write-cost"
         )
         session.commit()
         face = FaceRecord(10, 10, 60, 70, "with_mask", 0.9, 0.99)
@@ -186,7 +158,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="maskwatch-bench-scaling-"))
     clip = args.clip or generated_clip(tmp, args.seconds)
-    database_url = fresh_database()
+    database_url = fresh_database(DATABASE)
     runs = []
     for count in (int(n) for n in args.workers.split(",")):
         logs = tmp / f"logs-{count}"

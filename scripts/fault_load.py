@@ -27,8 +27,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,33 +41,40 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from ml.footage import make_composition_video  # noqa: E402
+from scripts.cluster_support import ADMIN_URL, fresh_database  # noqa: E402
 from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
     FrameStat,
-    InputKind,
     Job,
     JobSegment,
     JobStatus,
     SegmentStatus,
 )
 from storage.repositories import api_keys as key_repo  # noqa: E402
-from storage.repositories import cameras as camera_repo  # noqa: E402
 from storage.repositories import jobs as job_repo  # noqa: E402
 from storage.repositories import reports as report_repo  # noqa: E402
-from tests.distributed.dist_support import RedisServer, WorkerFleet  # noqa: E402
+from tests.distributed.dist_support import (  # noqa: E402
+    RedisServer,
+    WorkerFleet,
+    create_job,
+)
 from tests.polling import wait_for  # noqa: E402
+from tests.processes import (  # noqa: E402
+    Process,
+    free_port,
+    start,
+    wait_for_api,
+    with_repo_path,
+)
 from worker.jobs import run_job  # noqa: E402
 from worker.pipeline.analyze import AnalysisSettings, load_models  # noqa: E402
 
 logger = logging.getLogger("fault_load")
 
-ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 DATABASE = "maskwatch_faults"
 SAMPLE_FPS = 1.0
 OUTAGE_S = 10.0
@@ -83,12 +88,6 @@ SERVICE_ENV = {
     "MASKWATCH_RECOVERY_INTERVAL_S": "2",
     "MASKWATCH_STALE_AFTER_S": "30",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ----------------------------------------------------------------- the PostgreSQL proxy
@@ -162,20 +161,6 @@ class OutageProxy:
 # ----------------------------------------------------------------------------- set-up
 
 
-def fresh_database() -> tuple[str, str]:
-    """(direct URL, database name) of a new, migrated ``maskwatch_faults``."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    finally:
-        admin.dispose()
-    url = make_url(ADMIN_URL).set(database=DATABASE)
-    upgrade(url.render_as_string(hide_password=False))
-    return url.render_as_string(hide_password=False), DATABASE
-
-
 def reference_counts(clip: Path, work: Path) -> dict[str, int]:
     """The clip analysed alone: in this process, on SQLite, one torch thread."""
     from maskwatch.settings import Settings
@@ -186,17 +171,7 @@ def reference_counts(clip: Path, work: Path) -> dict[str, int]:
     engine = make_engine(url)
     try:
         factory = make_session_factory(engine)
-        with factory() as session:
-            camera = camera_repo.get_or_create_camera(session, "reference", "local")
-            job_id = job_repo.create_job(
-                session,
-                camera=camera,
-                input_kind=InputKind.VIDEO,
-                input_path=str(clip),
-                input_name=clip.name,
-                settings=analysis.to_dict(),
-            ).id
-            session.commit()
+        job_id = create_job(factory, clip, sample_fps=SAMPLE_FPS, site="reference", camera="local")
         models = load_models(analysis, Settings().checkpoint, "cpu", threads=1)
         run_job(factory, job_id, models)
         with factory() as session:
@@ -211,42 +186,19 @@ def reference_counts(clip: Path, work: Path) -> dict[str, int]:
 
 @dataclass
 class Api:
-    proc: subprocess.Popen[bytes]
+    process: Process
     url: str
-    log_path: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.process.stop()
 
 
 def start_api(env: dict[str, str], work: Path) -> Api:
     port = free_port()
-    log_path = work / "api.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = Api(proc, f"http://127.0.0.1:{port}", log_path)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited:\n{log_path.read_text()[-2000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{api.url}/healthz", timeout=2).status_code == 200
-        return False
-
-    wait_for(healthy, 60, "the API to answer", interval_s=0.3)
+    env = with_repo_path({**os.environ, **env})
+    process = start("api", ["serve", "--port", str(port)], env, work)
+    api = Api(process, f"http://127.0.0.1:{port}")
+    wait_for_api(api.process, api.url, 60)
     return api
 
 
@@ -402,7 +354,7 @@ def main() -> None:
         reference = reference_counts(clip, work)
         logger.info("reference (the clip alone): %s", reference)
 
-        direct_url, name = fresh_database()
+        direct_url = fresh_database(DATABASE)
         proxy = OutageProxy(make_url(ADMIN_URL).port or 5432)
         proxy.up()
         proxied_url = (
@@ -426,10 +378,7 @@ def main() -> None:
         fleet.log_dir.mkdir()
         api: Api | None = None
         try:
-            for worker_name in ("w1", "w2"):
-                fleet.start(worker_name, wait=False)
-            for worker in fleet.workers:
-                worker.wait_ready()
+            fleet.start_ready("w1", "w2")
             api = start_api(env, work)
 
             seen = Submissions()
@@ -483,7 +432,7 @@ def main() -> None:
         "job_rows_by_status": checked["job_rows_by_status"],
         "broker_loss_seen": "the broker lost its messages" in logs,
         "problems": checked["problems"],
-        "database": name,
+        "database": DATABASE,
     }
     if args.json:
         print(json.dumps(result))

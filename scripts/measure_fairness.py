@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import socket
 import sys
 import tempfile
 import time
@@ -27,33 +25,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from celery import Celery  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from maskwatch.settings import Settings  # noqa: E402
 from ml.footage import make_composition_video  # noqa: E402
-from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.models import InputKind, JobStatus  # noqa: E402
-from storage.repositories import cameras as camera_repo  # noqa: E402
-from storage.repositories import jobs as job_repo  # noqa: E402
+from scripts.cluster_support import fresh_database  # noqa: E402
+from storage.db import make_engine, make_session_factory  # noqa: E402
+from storage.models import JobStatus  # noqa: E402
 from tests.distributed.dist_support import (  # noqa: E402
     RedisServer,
     WorkerFleet,
     get_job,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 from worker.celery_app import create_app  # noqa: E402
-from worker.dispatch import enqueue_job  # noqa: E402
-from worker.pipeline.analyze import AnalysisSettings  # noqa: E402
 
 logger = logging.getLogger("measure_fairness")
 
-ADMIN_URL = os.environ.get(
-    "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 DATABASE = "maskwatch_fairness"
 SAMPLE_FPS = 2.0
 WORKER_ENV = {
@@ -63,48 +55,17 @@ WORKER_ENV = {
 }
 
 
-def fresh_database() -> str:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    finally:
-        admin.dispose()
-    url = make_url(ADMIN_URL).set(database=DATABASE).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def queue_job(
     factory: sessionmaker[Session], celery: Celery, clip: Path, site: str
 ) -> str:
-    with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, site, "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(clip),
-            input_name=clip.name,
-            settings=AnalysisSettings(sample_fps=SAMPLE_FPS).to_dict(),
-        )
-        session.commit()
-        job_id = job.id
-    enqueue_job(job_id, celery=celery)
+    job_id = submit_job(factory, celery, clip, sample_fps=SAMPLE_FPS, site=site)
     return job_id
 
 
 def run_mode(
     fair: bool, clip: Path, big_jobs: int, workers: int, work: Path
 ) -> dict[str, Any]:
-    database = fresh_database()
+    database = fresh_database(DATABASE)
     server = RedisServer(port=free_port(), workdir=work / f"redis-{fair}")
     server.start()
     engine = make_engine(database)
@@ -121,10 +82,7 @@ def run_mode(
     )
     fleet.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for index in range(workers):
-            fleet.start(f"w{index}", wait=False)
-        for worker in fleet.workers:
-            worker.wait_ready()
+        fleet.start_ready(*(f"w{index}" for index in range(workers)))
         big = [queue_job(factory, celery, clip, "big") for _ in range(big_jobs)]
         wait_for(
             lambda: all(get_job(factory, j).status is JobStatus.RUNNING for j in big),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from maskwatch.core.records import FrameRecord
 from storage.db import upgrade
-from storage.models import InputKind, Job
+from storage.models import InputKind, Job, JobStatus
 from storage.repositories import cameras as camera_repo
+from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -22,6 +25,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 NO_POSTGRES = os.environ.get("MASKWATCH_TEST_NO_POSTGRES") == "1"
 # Appended to every test database's name, so that two checkouts can run their suites at once.
 DATABASE_SUFFIX = os.environ.get("MASKWATCH_TEST_DB_SUFFIX", "")
+# The builders the storage tests' fixtures ``make_job`` and ``frame`` return.
+MakeJob = Callable[..., Job]
+MakeFrame = Callable[..., FrameRecord]
 BACKENDS = (
     ["sqlite"]
     if NO_POSTGRES
@@ -87,3 +93,29 @@ def add_video_job(
         settings=settings or {},
         **fields,
     )
+
+
+def settle_job(
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    frames: Sequence[FrameRecord] = (),
+    *,
+    frames_total: int | None = None,
+    error: str = "no frame could be decoded",
+) -> None:
+    """Take a queued job to ``status`` as a worker would: running with ``frames_total``
+    (default: as many as ``frames``), ``frames`` stored, then finished (not committed)."""
+    if status is JobStatus.QUEUED:
+        return
+    total = len(frames) if frames_total is None else frames_total
+    job_repo.mark_running(session, job, frames_total=total)
+    if frames:
+        frame_repo.replace_frames(session, job, list(frames))
+        job_repo.add_progress(session, job.id, len(frames))
+    if status is JobStatus.SUCCEEDED:
+        job_repo.mark_succeeded(session, job)
+    elif status is JobStatus.FAILED:
+        job_repo.mark_failed(session, job, error)
+    elif status is JobStatus.CANCELLED:
+        job_repo.mark_cancelled(session, job)

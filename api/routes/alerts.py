@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
@@ -14,7 +15,7 @@ from api.deps import SessionDep, services
 from api.errors import documented
 from api.params import MAX_NAME_CHARS, NAME_PATTERN
 from api.schemas import UTCDateTime
-from storage.models import AlertKind, AlertRule, DeliveryStatus
+from storage.models import AlertAttempt, AlertDelivery, AlertKind, AlertRule, DeliveryStatus
 from storage.repositories import alerts as alert_repo
 from worker import alerts
 
@@ -125,6 +126,13 @@ class DeliveryOut(BaseModel):
     delivered_at: UTCDateTime | None
     log: list[AttemptOut]
 
+    @classmethod
+    def of(cls, delivery: AlertDelivery, attempts: Sequence[AlertAttempt]) -> DeliveryOut:
+        """The delivery's columns under the same names, with its tries as ``log``."""
+        columns = {name: getattr(delivery, name) for name in cls.model_fields if name != "log"}
+        log = [AttemptOut.model_validate(a, from_attributes=True) for a in attempts]
+        return cls(**columns, log=log)
+
 
 class DeliveryList(BaseModel):
     items: list[DeliveryOut]
@@ -221,31 +229,5 @@ def list_deliveries(
         session, site=caller.site, rule_id=rule_id, status=status_, limit=limit
     )
     attempts = alert_repo.attempts_of(session, [d.id for d in found])
-    return DeliveryList(
-        items=[
-            DeliveryOut(
-                id=d.id,
-                rule_id=d.rule_id,
-                job_id=d.job_id,
-                event=d.event,
-                status=d.status,
-                attempts=d.attempts,
-                last_status_code=d.last_status_code,
-                last_error=d.last_error,
-                created_at=d.created_at,
-                delivered_at=d.delivered_at,
-                log=[
-                    AttemptOut(
-                        attempt=a.attempt,
-                        status_code=a.status_code,
-                        error=a.error,
-                        duration_ms=a.duration_ms,
-                        attempted_at=a.attempted_at,
-                    )
-                    for a in attempts[d.id]
-                ],
-            )
-            for d in found
-        ]
-    )
+    return DeliveryList(items=[DeliveryOut.of(d, attempts[d.id]) for d in found])
 

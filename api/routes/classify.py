@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +11,7 @@ from api.auth import CallerDep
 from api.deps import Services, services
 from api.errors import documented, media_error
 from api.schemas import ClassifyOut, FaceOut
-from api.uploads import Upload, UploadError, receive_upload
+from api.uploads import Upload, UploadError, multipart_body, receive_upload
 from maskwatch.runtime import SetupError, analysis_settings
 from worker.images import classify_image, face_json
 from worker.pipeline.errors import InputError
@@ -21,27 +20,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/classify", tags=["classify"])
 
-CLASSIFY_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "one image (JPEG, PNG, ...)",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+CLASSIFY_BODY = multipart_body("one image (JPEG, PNG, ...)")
 
 
 def classify_upload(svc: Services, upload: Upload) -> ClassifyOut:

@@ -7,7 +7,13 @@ from typing import Any
 
 import typer
 
-from maskwatch.commands.remote import API_OPTION, KEY_OPTION, connected, print_json, print_table
+from maskwatch.commands.remote import (
+    API_OPTION,
+    KEY_OPTION,
+    connected,
+    print_json,
+    print_listing,
+)
 
 alerts_app = typer.Typer(
     help="Alert rules (webhooks) on a MaskWatch API; see docs/deployment.md.",
@@ -74,11 +80,7 @@ def alerts_list(
     """The rules this key may see."""
     with connected(api, key) as client:
         rules = client.rules()
-    if as_json:
-        print_json(rules)
-    else:
-        header = ("id", "kind", "site", "camera", "condition", "url")
-        print_table(header, [_rule_row(rule) for rule in rules])
+    print_listing(rules, as_json, ("id", "kind", "site", "camera", "condition", "url"), _rule_row)
 
 
 @alerts_app.command("show")
@@ -108,21 +110,16 @@ def alerts_deliveries(
     """The webhook delivery log: each delivery, its tries and the receiver's status codes."""
     with connected(api, key) as client:
         found = client.deliveries(rule_id=rule, status=status, limit=limit)
-    if as_json:
-        print_json(found)
-        return
-    print_table(
-        ("id", "rule", "event", "job", "status", "tries", "codes", "last error"),
-        [
-            [
-                d["id"], d["rule_id"], d["event"], d["job_id"], d["status"], d["attempts"],
-                ",".join("-" if a["status_code"] is None else str(a["status_code"])
-                         for a in d["log"]),
-                d["last_error"],
-            ]
-            for d in found
-        ],
-    )
+    header = ("id", "rule", "event", "job", "status", "tries", "codes", "last error")
+    print_listing(found, as_json, header, _delivery_row)
+
+
+def _delivery_row(d: dict[str, Any]) -> list[Any]:
+    codes = ",".join("-" if a["status_code"] is None else str(a["status_code"]) for a in d["log"])
+    return [
+        d["id"], d["rule_id"], d["event"], d["job_id"], d["status"], d["attempts"], codes,
+        d["last_error"],
+    ]  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from maskwatch.commands.remote import (
     connected,
     percent,
     print_json,
+    print_listing,
     print_table,
 )
 
@@ -63,10 +64,7 @@ def jobs_list(
             found.append(job)
             if len(found) >= limit:
                 break
-    if as_json:
-        print_json(found)
-    else:
-        print_table(JOB_HEADER, [job_row(job) for job in found])
+    print_listing(found, as_json, JOB_HEADER, job_row)
 
 
 @jobs_app.command("show")

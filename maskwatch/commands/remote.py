@@ -4,7 +4,7 @@ how an API error becomes a message and an exit status, and plain-text tables."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -47,6 +47,19 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
     for line in [list(header), *cells]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def print_listing(
+    items: Sequence[dict[str, Any]],
+    as_json: bool,
+    header: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[Any]],
+) -> None:
+    """A listing command's output: ``items`` as JSON with --json, else one table row each."""
+    if as_json:
+        print_json(items)
+    else:
+        print_table(header, [row(item) for item in items])
 
 
 def percent(ratio: float | None) -> str | None:

@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -224,16 +224,24 @@ def kaggle_val_scenes(scenes: Sequence[Scene], config: PrepareConfig, splits_dir
     return val, "computed and written"
 
 
-def measure_box_jitter(root: Path, scenes: Sequence[Scene], cache: DetectionCache,
-                       min_iou: float = 0.4,
-                       on_item: Callable[[], None] | None = None) -> BoxJitter:
-    """Offsets of matched MTCNN boxes from ground truth (best IoU >= min_iou per GT box)."""
-    offsets = []
+def scene_detections(root: Path, scenes: Sequence[Scene], cache: DetectionCache,
+                     on_item: Callable[[], None] | None = None
+                     ) -> Iterator[tuple[Scene, Detections]]:
+    """Each scene with the detector's boxes in it (from ``cache``); ``on_item`` after each."""
     for scene in scenes:
         found = cache.detect(str(scene.image_path.relative_to(root)),
                              partial(load_rgb, scene.image_path))
         if on_item is not None:
             on_item()
+        yield scene, found
+
+
+def measure_box_jitter(root: Path, scenes: Sequence[Scene], cache: DetectionCache,
+                       min_iou: float = 0.4,
+                       on_item: Callable[[], None] | None = None) -> BoxJitter:
+    """Offsets of matched MTCNN boxes from ground truth (best IoU >= min_iou per GT box)."""
+    offsets = []
+    for scene, found in scene_detections(root, scenes, cache, on_item):
         if not len(found) or not len(scene.labels):
             continue
         iou = box_iou(scene.xyxy, found.xyxy)
@@ -286,11 +294,7 @@ def detected_faces(root: Path, scenes: Sequence[Scene], cache: DetectionCache,
     are skipped as ambiguous.
     """
     samples = []
-    for scene in scenes:
-        found = cache.detect(str(scene.image_path.relative_to(root)),
-                             partial(load_rgb, scene.image_path))
-        if on_item is not None:
-            on_item()
+    for scene, found in scene_detections(root, scenes, cache, on_item):
         if not len(found):
             continue
         image = load_rgb(scene.image_path)

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from maskwatch.core.counts import compliance_ratio
 from storage.models import (
     AlertAttempt,
     AlertDelivery,
@@ -38,7 +39,7 @@ class WindowTotals:
 
     @property
     def compliance_ratio(self) -> float | None:
-        return None if self.faces == 0 else self.masked / self.faces
+        return compliance_ratio(self.masked, self.faces)
 
 
 def create_rule(

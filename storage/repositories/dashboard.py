@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maskwatch.core.counts import FaceCounts
+from maskwatch.core.counts import FaceCounts, compliance_ratio
 from storage.models import Camera, FrameStat, Job, JobStatus
 
 
@@ -35,7 +35,7 @@ class TimelinePoint:
 
     @property
     def compliance_ratio(self) -> float | None:
-        return None if self.faces == 0 else self.masked / self.faces
+        return compliance_ratio(self.masked, self.faces)
 
 
 def camera_overview(session: Session, site: str | None = None) -> list[CameraOverview]:

@@ -8,11 +8,8 @@ the numbers the API reports are checked against the composition and against the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +24,6 @@ import redis
 
 from maskwatch.core.counts import FaceCounts
 from maskwatch.core.labels import MASK_LABELS
-from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
@@ -43,6 +39,15 @@ from ml.footage import make_composition_video, render_composition  # noqa: E402
 from tests.api.api_support import postgres_database  # noqa: E402
 from tests.db_support import add_video_job  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
+from tests.processes import (  # noqa: E402
+    Process,
+    create_key,
+    free_port,
+    shipped_checkpoint,
+    start,
+    wait_for_api,
+    with_repo_path,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -71,55 +76,6 @@ def expected_faces_per_frame(scenes: list[tuple[int, int]]) -> list[int]:
 
 
 @dataclass
-class Process:
-    """A process this test started in its own session, with its output in a log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"{self.name} exited ({self.proc.returncode}):\n{self.log()[-4000:]}"
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=15)
-        # The process leads its own session: its group is its children (pool, ffmpeg).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=15)
-
-
-def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "maskwatch.cli", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Process(name, proc, log_path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
 class Stack:
     api_url: str
     key: str
@@ -133,10 +89,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def checkpoint() -> Path:
-    path = Settings().checkpoint
-    if not path.is_file():
-        pytest.fail(f"classifier checkpoint missing: {path} (or set MASKWATCH_CHECKPOINT)")
-    return path
+    return shipped_checkpoint()
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +123,7 @@ def stack(
     work = tmp_path_factory.mktemp("e2e")
     port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **with_repo_path(os.environ),
         "MASKWATCH_DATABASE_URL": e2e_database,
         "MASKWATCH_BROKER_URL": REDIS_URL,
         "MASKWATCH_UPLOAD_DIR": str(work / "uploads"),
@@ -182,16 +134,7 @@ def stack(
         "MASKWATCH_DEVICE": "cpu",
     }
     env.pop("MASKWATCH_API_KEY", None)
-    created = subprocess.run(
-        [sys.executable, "-m", "maskwatch.cli", "keys", "create", "--name", "e2e", "--site", SITE],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    key = created.stdout.strip()
+    key = create_key(env, "e2e", SITE)
     processes: list[Process] = []
     try:
         api = start("api", ["serve", "--host", "127.0.0.1", "--port", str(port)], env, work)
@@ -205,18 +148,12 @@ def stack(
         processes.append(worker)
         api_url = f"http://127.0.0.1:{port}"
 
-        def api_up() -> bool:
-            api.check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{api_url}/healthz", timeout=2).status_code == 200
-            return False
-
         def worker_up() -> bool:
             worker.check_alive()
             log = worker.log()
             return " ready." in log and log.count("worker process") >= 2
 
-        wait_for(api_up, START_TIMEOUT_S, "the API to answer /healthz")
+        wait_for_api(api, api_url, START_TIMEOUT_S)
         wait_for(worker_up, START_TIMEOUT_S, "the worker to load its models")
         yield Stack(api_url, key, env, e2e_database, processes)
     finally:

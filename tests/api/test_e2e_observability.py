@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ml.footage import make_composition_video
 from storage.db import upgrade
 from tests.api.api_support import postgres_database
-from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
 from tests.api.webhook_receiver import receiving
 from tests.polling import wait_for
+from tests.processes import Process, create_key, free_port, start, with_repo_path
 from worker.pipeline.decode import iter_frames, probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -71,8 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("obs")
     api_port, metrics_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **with_repo_path(os.environ),
         "MASKWATCH_DATABASE_URL": database_url,
         "MASKWATCH_BROKER_URL": REDIS_URL,
         "MASKWATCH_UPLOAD_DIR": str(work / "uploads"),
@@ -88,11 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     for name in ("MASKWATCH_API_KEY", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
-    created = subprocess.run(
-        [sys.executable, "-m", "maskwatch.cli", "keys", "create", "--name", "obs", "--site", SITE],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
-    )
-    key = created.stdout.strip()
+    key = create_key(env, "obs", SITE)
     processes: list[Process] = []
     try:
         api = start("api", ["serve", "--port", str(api_port)], env, work)

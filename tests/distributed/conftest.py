@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.distributed.dist_support import (
     RedisServer,
     WorkerFleet,
 )
+from tests.processes import free_port, shipped_checkpoint
 from worker.celery_app import create_app
 
 # A database number of its own, flushed at the start and end of the session.
@@ -36,19 +36,10 @@ def postgres_database(name: str) -> str:
     return url
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def classifier_checkpoint() -> Path:
     """The workers load the shipped checkpoint (or MASKWATCH_CHECKPOINT); fail loudly without."""
-    path = Settings().checkpoint
-    if not path.is_file():
-        pytest.fail(f"classifier checkpoint missing: {path} (or set MASKWATCH_CHECKPOINT)")
-    return path
+    return shipped_checkpoint()
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +103,7 @@ def cluster(
     )
     _FLEETS.append(fleet)
     try:
-        fleet.start("w1", wait=False)
-        fleet.start("w2", wait=False)
-        for worker in fleet.workers:
-            worker.wait_ready()
+        fleet.start_ready("w1", "w2")
         yield fleet
     finally:
         fleet.stop_all()

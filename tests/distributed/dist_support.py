@@ -7,22 +7,25 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus
+from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
 from tests.db_support import add_video_job
 from tests.polling import wait_for
+from tests.processes import popen_maskwatch, with_repo_path
+from worker.dispatch import enqueue_job
 from worker.pipeline.analyze import AnalysisSettings
+from worker.pipeline.ffmpeg_process import stop_process
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 WORKER_START_TIMEOUT_S = 90.0
 WORKER_STOP_TIMEOUT_S = 10.0
@@ -140,34 +143,21 @@ class WorkerFleet:
         wait: bool = True,
     ) -> WorkerHandle:
         log_path = self.log_dir / f"{name}-{len(self.workers)}.log"
-        env = {**os.environ, **self.env, **(extra_env or {})}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "maskwatch.cli",
-                    "worker",
-                    "--concurrency",
-                    str(concurrency),
-                    "--hostname",
-                    f"{name}@%h",
-                    "--loglevel",
-                    "INFO",
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = with_repo_path({**os.environ, **self.env, **(extra_env or {})})
+        args = ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
+        proc = popen_maskwatch([*args, "--loglevel", "INFO"], env, log_path)
         handle = WorkerHandle(name, concurrency, log_path, proc)
         self.workers.append(handle)
         if wait:
             handle.wait_ready()
         return handle
+
+    def start_ready(self, *names: str) -> None:
+        """Start one worker per name at once, then wait until every one is ready."""
+        for name in names:
+            self.start(name, wait=False)
+        for worker in self.workers:
+            worker.wait_ready()
 
     def pool_pids(self) -> set[int]:
         return {pid for worker in self.workers for pid in worker.pool_pids()}
@@ -177,6 +167,15 @@ class WorkerFleet:
             f"----- {w.name} (pid {w.pid}, {w.log_path}) -----\n{w.log()[-tail_chars:]}"
             for w in self.workers
         )
+
+    def log_sizes(self) -> dict[Path, int]:
+        """How much each worker has logged so far (a mark for ``logs_since``)."""
+        return {w.log_path: len(w.log()) for w in self.workers}
+
+    def logs_since(self, sizes: Mapping[Path, int]) -> str:
+        """What the workers logged after ``sizes`` was taken: on the session's shared fleet,
+        the rest belongs to earlier tests (a decoder test's retries, for one)."""
+        return "\n".join(w.log()[sizes.get(w.log_path, 0) :] for w in self.workers)
 
     def stop_all(self) -> None:
         for worker in self.workers:
@@ -246,27 +245,42 @@ class RedisServer:
         self.start()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=10)
 
 
 # ----------------------------------------------------------------------------- jobs
 
 
 def create_job(
-    session_factory: sessionmaker[Session], path: Path, *, sample_fps: float, camera: str = "cam"
+    session_factory: sessionmaker[Session],
+    path: Path,
+    *,
+    sample_fps: float,
+    site: str = "dist-test",
+    camera: str = "cam",
 ) -> str:
-    """A queued video job on ``path`` (committed); returns its id."""
+    """A queued video job on ``path`` at ``site``/``camera`` (committed); returns its id."""
     with session_factory() as session:
         settings = AnalysisSettings(sample_fps=sample_fps).to_dict()
-        job = add_video_job(session, path, settings=settings, site="dist-test", camera=camera)
+        job = add_video_job(session, path, settings=settings, site=site, camera=camera)
         session.commit()
         return job.id
+
+
+def submit_job(
+    session_factory: sessionmaker[Session],
+    celery: Celery,
+    path: Path,
+    *,
+    sample_fps: float,
+    site: str = "dist-test",
+    camera: str = "cam",
+) -> str:
+    """``create_job``, then send the job to the workers through ``celery``; its id."""
+    job_id = create_job(session_factory, path, sample_fps=sample_fps, site=site, camera=camera)
+    enqueue_job(job_id, celery=celery)
+    return job_id
 
 
 def get_job(session_factory: sessionmaker[Session], job_id: str) -> Job:
@@ -286,44 +300,65 @@ def wait_finished(
     return wait_for(finished, timeout_s, f"job {job_id} to finish", interval_s=0.3)
 
 
+def wait_for_stored_batch(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    *,
+    running: bool = True,
+    interval_s: float = 0.05,
+) -> None:
+    """Wait until a segment of the job has stored a batch of frames (and, with ``running``,
+    still runs): the job is busy in a worker, part of its work saved."""
+
+    def stored() -> bool:
+        return any(
+            s.frames_done >= BATCH_FRAMES and (s.status is SegmentStatus.RUNNING or not running)
+            for s in segment_rows(session_factory, job_id)
+        )
+
+    wait_for(stored, 60, "a segment to store its first batch", interval_s=interval_s)
+
+
 FrameRow = tuple[int, float, int, int, int, int]
 FaceRow = tuple[int, float, float, float, float, str, float, float]
 
 
+def _sorted_rows(
+    session_factory: sessionmaker[Session], where: Any, *columns: Any
+) -> list[Any]:
+    """``columns`` of the rows that match ``where``, as tuples in sorted order."""
+    with session_factory() as session:
+        return sorted(tuple(row) for row in session.execute(select(*columns).where(where)))
+
+
 def frame_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FrameRow]:
     """(frame_index, timestamp_s, faces, masked, unmasked, incorrect) in frame order."""
-    with session_factory() as session:
-        rows = session.execute(
-            select(
-                FrameStat.frame_index,
-                FrameStat.timestamp_s,
-                FrameStat.faces,
-                FrameStat.masked,
-                FrameStat.unmasked,
-                FrameStat.incorrect,
-            )
-            .where(FrameStat.job_id == job_id)
-            .order_by(FrameStat.frame_index)
-        )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+    return _sorted_rows(
+        session_factory,
+        FrameStat.job_id == job_id,
+        FrameStat.frame_index,
+        FrameStat.timestamp_s,
+        FrameStat.faces,
+        FrameStat.masked,
+        FrameStat.unmasked,
+        FrameStat.incorrect,
+    )
 
 
 def face_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FaceRow]:
     """Every stored face of the job, ordered by frame and position."""
-    with session_factory() as session:
-        rows = session.execute(
-            select(
-                FaceDetection.frame_index,
-                FaceDetection.x1,
-                FaceDetection.y1,
-                FaceDetection.x2,
-                FaceDetection.y2,
-                FaceDetection.label,
-                FaceDetection.score,
-                FaceDetection.face_prob,
-            ).where(FaceDetection.job_id == job_id)
-        )
-        return sorted(tuple(row) for row in rows)  # type: ignore[misc]
+    return _sorted_rows(
+        session_factory,
+        FaceDetection.job_id == job_id,
+        FaceDetection.frame_index,
+        FaceDetection.x1,
+        FaceDetection.y1,
+        FaceDetection.x2,
+        FaceDetection.y2,
+        FaceDetection.label,
+        FaceDetection.score,
+        FaceDetection.face_prob,
+    )
 
 
 def segment_rows(session_factory: sessionmaker[Session], job_id: str) -> list[JobSegment]:

@@ -14,18 +14,17 @@ from maskwatch.settings import Settings
 from storage.db import make_engine, make_session_factory
 from storage.models import JobStatus, SegmentStatus
 from tests.distributed.dist_support import (
-    BATCH_FRAMES,
     SAMPLE_FPS,
     RedisServer,
     WorkerFleet,
-    create_job,
     frame_rows,
     segment_rows,
+    submit_job,
     wait_finished,
+    wait_for_stored_batch,
 )
-from tests.polling import wait_for
 from worker.celery_app import create_app
-from worker.dispatch import enqueue_job, queued_messages
+from worker.dispatch import queued_messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -55,8 +54,9 @@ def test_job_queued_across_a_redis_restart_completes_when_a_worker_starts(
     fleet_factory: Callable[..., WorkerFleet],
     videos: dict[str, Path],
 ) -> None:
-    job_id = create_job(private_session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(job_id, celery=private_client)
+    job_id = submit_job(
+        private_session_factory, private_client, videos["16s"], sample_fps=SAMPLE_FPS
+    )
     broker = redis.Redis.from_url(private_redis.url)
     assert queued_messages(broker) == 1
 
@@ -81,15 +81,10 @@ def test_segments_lost_in_a_redis_restart_are_sent_again_to_running_workers(
 ) -> None:
     fleet = fleet_factory(private_redis.url, private_database, MASKWATCH_RECOVERY_INTERVAL_S="2")
     worker = fleet.start("steady")
-    job_id = create_job(private_session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(job_id, celery=private_client)
-
-    def first_batch_stored() -> bool:
-        return any(
-            s.frames_done >= BATCH_FRAMES for s in segment_rows(private_session_factory, job_id)
-        )
-
-    wait_for(first_batch_stored, 60, "the first batch of the job", interval_s=0.1)
+    job_id = submit_job(
+        private_session_factory, private_client, videos["20s"], sample_fps=SAMPLE_FPS
+    )
+    wait_for_stored_batch(private_session_factory, job_id, running=False, interval_s=0.1)
     broker = redis.Redis.from_url(private_redis.url)
     waiting = queued_messages(broker)
     assert waiting >= 2, "segments should be waiting in the broker"

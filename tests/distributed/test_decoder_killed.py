@@ -17,13 +17,12 @@ from tests.distributed.dist_support import (
     BATCH_FRAMES,
     WorkerFleet,
     child_pids,
-    create_job,
     frame_rows,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for
-from worker.dispatch import enqueue_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -43,8 +42,7 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
     celery_client: Celery,
     videos: dict[str, Path],
 ) -> None:
-    job_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(job_id, celery=celery_client)
+    job_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
 
     def decoding_ffmpeg() -> int | None:
         for segment in segment_rows(session_factory, job_id):
@@ -70,8 +68,7 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
     assert "ffmpeg was killed by SIGKILL" in cluster.logs(tail_chars=1_000_000)
     assert "retry" in cluster.logs(tail_chars=1_000_000).lower()
 
-    reference_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(reference_id, celery=celery_client)
+    reference_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
     reference = wait_finished(session_factory, reference_id, timeout_s=90)
     assert reference.status is JobStatus.SUCCEEDED
     assert rows == frame_rows(session_factory, reference_id)

@@ -11,19 +11,18 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import FaceDetection, FrameStat, JobSegment, JobStatus, SegmentStatus
+from storage.models import FaceDetection, FrameStat, JobSegment, JobStatus
 from storage.repositories import jobs as job_repo
 from tests.distributed.dist_support import (
-    BATCH_FRAMES,
     SAMPLE_FPS,
     WorkerFleet,
-    create_job,
-    segment_rows,
+    submit_job,
     wait_finished,
+    wait_for_stored_batch,
 )
 from tests.polling import wait_for
 from worker import retention
-from worker.dispatch import cancel_job, enqueue_job
+from worker.dispatch import cancel_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -47,16 +46,8 @@ def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
     uploads.mkdir()
     upload = uploads / "5d1e.mp4"
     shutil.copy(videos["20s"], upload)
-    job_id = create_job(session_factory, upload.resolve(), sample_fps=3.0)
-    enqueue_job(job_id, celery=celery_client)
-
-    def a_batch_is_stored() -> bool:
-        return any(
-            s.status is SegmentStatus.RUNNING and s.frames_done >= BATCH_FRAMES
-            for s in segment_rows(session_factory, job_id)
-        )
-
-    wait_for(a_batch_is_stored, 60, "a segment to store its first batch", 0.05)
+    job_id = submit_job(session_factory, celery_client, upload.resolve(), sample_fps=3.0)
+    wait_for_stored_batch(session_factory, job_id)
     with session_factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None
@@ -79,8 +70,7 @@ def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
     assert not upload.exists()
 
     # The same workers analyse the next job as usual.
-    next_id = create_job(session_factory, videos["16s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(next_id, celery=celery_client)
+    next_id = submit_job(session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS)
     job = wait_finished(session_factory, next_id, timeout_s=120)
     assert (job.status, job.error, job.frames_done) == (JobStatus.SUCCEEDED, None, 32)
     assert rows_left(session_factory, job_id) == 0

@@ -19,9 +19,9 @@ from storage.repositories import cameras as camera_repo
 from storage.repositories import jobs as job_repo
 from tests.distributed.dist_support import (
     WorkerFleet,
-    create_job,
     frame_rows,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.fixtures.hostile import HOSTILE_FILES
@@ -85,7 +85,6 @@ def test_every_hostile_file_fails_its_job_cleanly_and_the_workers_carry_on(
 
     # The same worker processes are alive and analyse the next job in full.
     assert cluster.pool_pids() == pools_before
-    good = create_job(session_factory, videos["16s"], sample_fps=0.5)
-    enqueue_job(good, celery=celery_client)
+    good = submit_job(session_factory, celery_client, videos["16s"], sample_fps=0.5)
     job = wait_finished(session_factory, good, timeout_s=120)
     assert (job.status, job.error, job.frames_done) == (JobStatus.SUCCEEDED, None, 8)

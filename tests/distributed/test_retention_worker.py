@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import InputKind, Job, utcnow
-from storage.repositories import cameras as camera_repo
+from storage.models import Job, utcnow
 from storage.repositories import jobs as job_repo
+from tests.db_support import add_video_job
 from tests.distributed.dist_support import WorkerFleet, get_job
 from tests.polling import wait_for
 
@@ -23,14 +23,12 @@ def finished_upload_job(
     session_factory: sessionmaker[Session], upload: Path, finished_days_ago: float
 ) -> str:
     with session_factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "retention", "cam")
-        job = job_repo.create_job(
+        job = add_video_job(
             session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(upload.resolve()),
-            input_name="entrance.mp4",
+            upload.resolve(),
             settings={"sample_fps": 2.0},
+            site="retention",
+            input_name="entrance.mp4",
         )
         job_repo.mark_running(session, job, 0)
         job_repo.mark_failed(session, job, "entrance.mp4: the file is truncated")

@@ -10,40 +10,22 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import InputKind, JobStatus, SegmentStatus
-from storage.repositories import cameras as camera_repo
-from storage.repositories import jobs as job_repo
+from storage.models import JobStatus, SegmentStatus
 from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     SAMPLE_FPS,
     WorkerFleet,
+    create_job,
     get_job,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.fixtures.timestamps import make_sparse_video
 from tests.polling import wait_for
 from worker.dispatch import enqueue_job, queued_messages
-from worker.pipeline.analyze import AnalysisSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-
-def site_job(
-    session_factory: sessionmaker[Session], path: Path, site: str, sample_fps: float = SAMPLE_FPS
-) -> str:
-    with session_factory() as session:
-        camera = camera_repo.get_or_create_camera(session, site, "cam")
-        job = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(path),
-            input_name=path.name,
-            settings=AnalysisSettings(sample_fps=sample_fps).to_dict(),
-        )
-        session.commit()
-        return job.id
 
 
 def test_two_frames_a_million_seconds_apart_are_one_segment_of_two_frames(
@@ -55,8 +37,7 @@ def test_two_frames_a_million_seconds_apart_are_one_segment_of_two_frames(
 ) -> None:
     # The 22 KB upload of issue 16 used to become 33,334 segments (Redis 1.7 -> 38 MB).
     clip = make_sparse_video(tmp_path / "claims-11-days.mkv", [0.0, 1_000_000.0])
-    job_id = site_job(session_factory, clip, "bounds", sample_fps=5.0)
-    enqueue_job(job_id, celery=celery_client)
+    job_id = submit_job(session_factory, celery_client, clip, sample_fps=5.0, site="bounds")
     job = wait_finished(session_factory, job_id, timeout_s=120)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
     assert (job.frames_total, job.frames_done) == (2, 2)
@@ -76,7 +57,10 @@ def test_a_sites_first_job_is_not_held_behind_another_sites_backlog(
     celery_client: Celery,
     videos: dict[str, Path],
 ) -> None:
-    big = [site_job(session_factory, videos["20s"], "big-site") for _ in range(4)]  # 20 segments
+    big = [  # 20 segments
+        create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS, site="big-site")
+        for _ in range(4)
+    ]
     for job_id in big:
         enqueue_job(job_id, celery=celery_client)
 
@@ -84,8 +68,9 @@ def test_a_sites_first_job_is_not_held_behind_another_sites_backlog(
         return all(get_job(session_factory, j).status is JobStatus.RUNNING for j in big)
 
     wait_for(all_planned, 60, "the big site's jobs to be planned", interval_s=0.1)
-    small = site_job(session_factory, videos["16s"], "small-site")  # 4 segments
-    enqueue_job(small, celery=celery_client)
+    small = submit_job(  # 4 segments
+        session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS, site="small-site"
+    )
 
     small_done = wait_finished(session_factory, small, timeout_s=240)
     assert small_done.status is JobStatus.SUCCEEDED

@@ -15,14 +15,13 @@ from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     BATCH_FRAMES,
     WorkerFleet,
-    create_job,
     face_rows,
     frame_rows,
     segment_rows,
+    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for
-from worker.dispatch import enqueue_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -36,8 +35,7 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
     celery_client: Celery,
     videos: dict[str, Path],
 ) -> None:
-    job_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(job_id, celery=celery_client)
+    job_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
 
     def segment_half_done() -> JobSegment | None:
         for segment in segment_rows(session_factory, job_id):
@@ -71,8 +69,7 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
     assert "exited with 'signal 9 (SIGKILL)'" in cluster.logs(tail_chars=1_000_000)
 
     # The totals are those of an undisturbed run of the same file.
-    reference_id = create_job(session_factory, videos["20s"], sample_fps=SAMPLE_FPS)
-    enqueue_job(reference_id, celery=celery_client)
+    reference_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
     reference = wait_finished(session_factory, reference_id, timeout_s=90)
     assert reference.status is JobStatus.SUCCEEDED
     assert rows == frame_rows(session_factory, reference_id)

@@ -8,20 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobStatus
-from storage.repositories import cameras as camera_repo
+from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
+from tests.db_support import add_video_job
 from worker.jobs import run_job
 
 STORED_NAME = "55d7c0ffee0123456789abcdef012345.mp4"
-
-
-@pytest.fixture
-def factory(tmp_path: Path) -> sessionmaker[Session]:
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
 
 
 @pytest.mark.parametrize(
@@ -40,11 +32,9 @@ def test_a_failed_job_names_the_uploaded_file(
     stored = tmp_path / STORED_NAME
     stored.write_bytes(content)
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "north", "gate")
-        job_id = job_repo.create_job(
-            session, camera=camera, input_kind=InputKind.VIDEO, input_path=str(stored),
-            input_name="entrance.mp4", settings={},
-        ).id  # fmt: skip
+        job_id = add_video_job(
+            session, stored, site="north", camera="gate", input_name="entrance.mp4"
+        ).id
         session.commit()
     models: Any = None  # the input is refused before any model is needed
     run_job(factory, job_id, models)

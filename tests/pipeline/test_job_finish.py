@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.core.records import FrameRecord
-from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobStatus
-from storage.repositories import cameras as camera_repo
+from storage.models import JobStatus
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
+from tests.db_support import add_video_job
 from worker.jobs import finish_job
-
-
-@pytest.fixture
-def factory(tmp_path: Path) -> sessionmaker[Session]:
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
 
 
 @pytest.mark.parametrize(
@@ -39,11 +29,9 @@ def test_finish_job(
     frames_total: int,
 ) -> None:
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "north", "gate")
-        job = job_repo.create_job(
-            session, camera=camera, input_kind=InputKind.VIDEO, input_path="/srv/x.mp4",
-            input_name="night.mp4", settings={},
-        )  # fmt: skip
+        job = add_video_job(
+            session, "/srv/x.mp4", site="north", camera="gate", input_name="night.mp4"
+        )
         job_repo.mark_running(session, job, frames_total=12)  # the header's estimate
         records = [
             FrameRecord(frame_index=i, timestamp_s=float(i), faces=n, masked=n, unmasked=0,

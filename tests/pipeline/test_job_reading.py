@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.settings import DEFAULT_CHECKPOINT
 from ml.footage import render_composition
-from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import InputKind, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
@@ -29,13 +28,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("scene") / "two.png"
     render_composition(2, 1).save(path)
     return path
-
-
-@pytest.fixture
-def factory(tmp_path: Path) -> sessionmaker[Session]:
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
 
 
 def _scores(factory: sessionmaker[Session], image: Path, settings: AnalysisSettings,

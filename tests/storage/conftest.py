@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,13 @@ from storage.repositories.jobs import (
     mark_running,
     mark_succeeded,
 )
-from tests.db_support import BACKENDS, migrated_database, postgres_database
+from tests.db_support import (
+    BACKENDS,
+    MakeFrame,
+    MakeJob,
+    migrated_database,
+    postgres_database,
+)
 
 POSTGRES_TEST_DATABASE = "maskwatch_test"
 POSTGRES_SCRATCH_DATABASE = "maskwatch_test_migrations"
@@ -71,7 +77,7 @@ def camera(session: Session) -> Camera:
 
 
 @pytest.fixture
-def make_job(session: Session, camera: Camera) -> Callable[..., Job]:
+def make_job(session: Session, camera: Camera) -> MakeJob:
     """Build a job; keyword arguments override create_job's arguments or set the status."""
 
     def build(
@@ -121,6 +127,6 @@ def _frame(
 
 
 @pytest.fixture
-def frame() -> Callable[..., FrameRecord]:
+def frame() -> MakeFrame:
     """The FrameRecord builder, as a fixture so test modules need not import conftest."""
     return _frame

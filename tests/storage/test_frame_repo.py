@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +20,7 @@ from storage.repositories.frames import (
     list_frames,
     replace_frames,
 )
-
-MakeJob = Callable[..., Job]
-MakeFrame = Callable[..., FrameRecord]
+from tests.db_support import MakeFrame, MakeJob
 
 
 def face(label: str = "with_mask", x1: float = 10.0) -> FaceRecord:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -10,8 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import FaceCounts
-from maskwatch.core.records import FrameRecord
-from storage.models import Camera, Job, JobStatus
+from storage.models import Camera, JobStatus
 from storage.repositories.cameras import get_or_create_camera
 from storage.repositories.frames import replace_frames
 from storage.repositories.reports import (
@@ -20,9 +18,7 @@ from storage.repositories.reports import (
     job_summary,
     worst_frames,
 )
-
-MakeJob = Callable[..., Job]
-MakeFrame = Callable[..., FrameRecord]
+from tests.db_support import MakeFrame, MakeJob
 
 
 def test_job_summary_totals(make_job: MakeJob, frame: MakeFrame, session: Session) -> None:

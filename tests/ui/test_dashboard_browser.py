@@ -6,7 +6,6 @@ screenshot per page (MASKWATCH_UI_SCREENSHOTS=docs/img writes them for the READM
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,14 +22,13 @@ from maskwatch.core.records import FrameRecord
 from maskwatch.settings import Settings
 from ml.footage import make_composition_video
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import InputKind, JobStatus
+from storage.models import JobStatus
 from storage.repositories import api_keys as key_repo
-from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from tests.api.api_support import frame
-from tests.api.test_e2e import REPO_ROOT, Process, free_port, start
-from tests.polling import wait_for
+from tests.db_support import add_video_job, settle_job
+from tests.processes import Process, free_port, start, wait_for_api, with_repo_path
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, load_models
 from worker.pipeline.config import FAST_DETECTOR_WEIGHTS
@@ -77,23 +75,13 @@ def seed(database_url: str) -> dict[str, Any]:
 
             def job(site: str, camera: str, hour: int, frames: list[FrameRecord],
                     status: JobStatus = JobStatus.SUCCEEDED) -> str:
-                cam = camera_repo.get_or_create_camera(session, site=site, name=camera)
-                created = job_repo.create_job(
-                    session, camera=cam, input_kind=InputKind.VIDEO,
-                    input_path="/nonexistent/in.mp4", input_name=f"{camera}-{hour:02d}00.mp4",
-                    settings={"sample_fps": 1.0},
+                created = add_video_job(
+                    session, "/nonexistent/in.mp4", site=site, camera=camera,
+                    input_name=f"{camera}-{hour:02d}00.mp4", settings={"sample_fps": 1.0},
                     recorded_at=datetime(2024, 3, 1, hour, 0, tzinfo=UTC),
                 )
-                if status is JobStatus.QUEUED:
-                    return created.id
-                job_repo.mark_running(session, created, frames_total=max(len(frames), 20))
-                if frames:
-                    frame_repo.replace_frames(session, created, frames)
-                    job_repo.add_progress(session, created.id, len(frames))
-                if status is JobStatus.SUCCEEDED:
-                    job_repo.mark_succeeded(session, created)
-                elif status is JobStatus.FAILED:
-                    job_repo.mark_failed(session, created, "night.mp4: no frame could be decoded")
+                settle_job(session, created, status, frames, frames_total=max(len(frames), 20),
+                           error="night.mp4: no frame could be decoded")
                 return created.id
 
             gate = [
@@ -122,11 +110,9 @@ def analysed_upload(database_url: str, uploads: Path) -> str:
     factory = make_session_factory(engine)
     try:
         with factory() as session:
-            camera = camera_repo.get_or_create_camera(session, site=SITE, name="lobby")
-            job_id = job_repo.create_job(
-                session, camera=camera, input_kind=InputKind.VIDEO, input_path=str(video),
-                input_name="lobby-0800.mp4", settings=analysis.to_dict(),
-                recorded_at=datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
+            job_id = add_video_job(
+                session, video, site=SITE, camera="lobby", input_name="lobby-0800.mp4",
+                settings=analysis.to_dict(), recorded_at=datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
             ).id
             session.commit()
         checkpoint = Settings().checkpoint
@@ -146,8 +132,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     lobby = analysed_upload(database_url, work / "uploads")
     port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **with_repo_path(os.environ),
         "MASKWATCH_DATABASE_URL": database_url,
         "MASKWATCH_UPLOAD_DIR": str(work / "uploads"),
         "MASKWATCH_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing is submitted here
@@ -155,13 +140,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     process = start("api", ["serve", "--port", str(port)], env, work)
     url = f"http://127.0.0.1:{port}"
     try:
-        def up() -> bool:
-            process.check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            return False
-
-        wait_for(up, START_TIMEOUT_S, "maskwatch serve")
+        wait_for_api(process, url, START_TIMEOUT_S)
         yield Site(url, seeded["key"], seeded["other"], database_url, seeded["running"],
                    seeded["gate"], lobby, process)
     finally:

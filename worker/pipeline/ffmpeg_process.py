@@ -169,19 +169,24 @@ def _grow_pipe(stream: IO[bytes]) -> None:
         fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = _STOP_GRACE_S) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL it after ``grace_s`` seconds; reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s (pid %d) ignored SIGTERM; killing it", proc.args, proc.pid)
+            proc.kill()
+            proc.wait()
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate, then kill, ffmpeg; always reap it."""
     if proc.stdout is not None:
         # Closing our end first makes an ffmpeg blocked on a full pipe fail at once (EPIPE).
         proc.stdout.close()
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            logger.warning("ffmpeg (pid %d) ignored SIGTERM; killing it", proc.pid)
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
 
 
 class _Watchdog:
@@ -200,12 +205,7 @@ class _Watchdog:
 
     def expire(self) -> None:
         self._expired.set()
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=_STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        stop_process(self._proc)
 
     def remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())

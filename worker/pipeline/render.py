@@ -15,6 +15,7 @@ from maskwatch.core.records import FaceRecord
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import MediaInfo, iter_frames
 from worker.pipeline.evidence import blur_faces
+from worker.pipeline.ffmpeg_process import stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,7 @@ def write_annotated_video(
             raise EncodeError(f"{out.name}: ffmpeg could not write it ({reason[0][:200]})")
     finally:
         frames.close()
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, STOP_GRACE_S)
     logger.info("wrote %d annotated frame(s) to %s", written, out)
     return written

@@ -1,0 +1,18 @@
+"""Fixtures for the pipeline's job tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db import make_engine, make_session_factory, upgrade
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> sessionmaker[Session]:
+    """Sessions on a migrated SQLite database of the test's own."""
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    upgrade(url)
+    return make_session_factory(make_engine(url))
