@@ -24,12 +24,13 @@ from api.deps import SessionDep, services
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
 from api.routes.evidence import evidence_response
 from api.schemas import iso_utc, shown
-from maskwatch.core.counts import FaceCounts
+from maskwatch.core.counts import FaceCounts, PeopleCounts
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 from worker.evidence import has_footage
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ COOKIE = "maskwatch_key"
 COOKIE_PATH = "/ui"
 COOKIE_MAX_AGE_S = 12 * 3600
 JOBS_SHOWN = 50
+TRACKS_SHOWN = 200  # the first people of a job in order of appearance; the API pages the rest
 WORST_PERIODS = 3
 #: How much footage a camera page shows by default, ending at its last frame, per bucket:
 #: enough points to read, few enough to draw fast (a day of minutes is 1440).
@@ -93,6 +95,10 @@ def _page(request: Request, name: str, caller: Caller | None, **context: Any) ->
 
 def _percent(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio * 100:.1f} %"
+
+
+def _chart_percent(ratio: float | None) -> float | None:
+    return None if ratio is None else round(ratio * 100, 2)
 
 
 # ------------------------------------------------------------------------------ sign-in
@@ -187,20 +193,24 @@ def camera_page(
         if last is not None:
             end_at = last + timedelta(seconds=1)
             start_at = end_at - DEFAULT_SPAN[bucket]
-    buckets = report_repo.compliance_timeseries(
-        session, site=site, camera=camera, start=start_at, end=end_at, bucket=bucket  # type: ignore[arg-type]
-    )
+    filters: dict[str, Any] = {
+        "site": site, "camera": camera, "start": start_at, "end": end_at, "bucket": bucket
+    }
+    # The same two queries as /v1/reports: face-frames per bucket, and the people first
+    # seen in each (a bucket without frames is left out there and here).
+    buckets = report_repo.compliance_timeseries(session, **filters)
+    people_by_start = track_repo.people_timeseries(session, **filters)
     too_many = len(buckets) > MAX_POINTS
     if too_many:
         buckets = buckets[-MAX_POINTS:]
+    people = [people_by_start.get(b.start, PeopleCounts()) for b in buckets]
     worst = worst_periods(buckets)
     chart = {
         "labels": [iso_utc(b.start) for b in buckets],
-        "compliance_percent": [
-            None if b.counts.compliance_ratio is None else round(b.counts.compliance_ratio * 100, 2)
-            for b in buckets
-        ],
+        "compliance_percent": [_chart_percent(b.counts.compliance_ratio) for b in buckets],
         "faces": [b.counts.faces for b in buckets],
+        "people_compliance_percent": [_chart_percent(p.compliance_ratio) for p in people],
+        "people": [p.total for p in people],
         "worst": worst,
     }
     return _page(
@@ -213,6 +223,7 @@ def camera_page(
         start=start or ("" if start_at is None else iso_utc(start_at)),
         end=end or ("" if end_at is None else iso_utc(end_at)),
         buckets=buckets,
+        people=people,
         worst=set(worst),
         worst_buckets=[buckets[i] for i in worst],
         chart=chart,
@@ -308,18 +319,17 @@ def job_evidence(
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse:
-    """One job: its numbers, its compliance along the footage, its worst moments."""
+    """One job: its numbers (face-frames and people), its compliance along the footage, its
+    people's tracks and its worst moments."""
     caller = _caller(request, session)
     job = _visible_job(session, caller, job_id)
     summary = report_repo.job_summary(session, job.id)
     timeline = dashboard_repo.job_timeline(session, job.id)
     worst = report_repo.worst_frames(session, job.id, limit=5)
+    tracks, track_total = track_repo.list_tracks(session, job.id, limit=TRACKS_SHOWN)
     chart = {
         "labels": [p.start_s for p in timeline],
-        "compliance_percent": [
-            None if p.compliance_ratio is None else round(p.compliance_ratio * 100, 2)
-            for p in timeline
-        ],
+        "compliance_percent": [_chart_percent(p.compliance_ratio) for p in timeline],
         "faces": [p.faces for p in timeline],
         "worst": [],
     }
@@ -334,10 +344,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse
         at=lambda seconds: iso_utc(job.recorded_at + timedelta(seconds=seconds)),
         stills=has_footage(job, services(request).settings.upload_dir),
         blurred=services(request).settings.blur_faces,
-        # Per-person figures (tracks) join here once the tracking work is merged: the
-        # template shows a "People" section when this is not None.
-        people=None,
+        people=track_repo.people_summary(session, job.id),
+        tracks=tracks,
+        track_total=track_total,
     )
-
-
-

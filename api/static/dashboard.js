@@ -30,6 +30,21 @@ function drawComplianceChart() {
           yAxisID: "faces",
           backgroundColor: "rgba(120, 120, 120, 0.25)",
         },
+        // People (tracks) where the page has them: the camera chart, per bucket.
+        ...(data.people_compliance_percent
+          ? [
+              {
+                type: "line",
+                label: "people compliance %",
+                data: data.people_compliance_percent,
+                yAxisID: "percent",
+                borderColor: "#27865a",
+                borderDash: [6, 4],
+                spanGaps: false,
+                pointRadius: 2,
+              },
+            ]
+          : []),
       ],
     },
     options: {

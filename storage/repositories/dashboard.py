@@ -9,13 +9,15 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maskwatch.core.counts import FaceCounts, compliance_ratio
+from maskwatch.core.counts import FaceCounts, PeopleCounts, compliance_ratio
 from storage.models import Camera, FrameStat, Job, JobStatus
+from storage.repositories import tracks as track_repo
 
 
 @dataclass(frozen=True, slots=True)
 class CameraOverview:
-    """A camera, how many jobs it has, and the totals of its latest succeeded job."""
+    """A camera, how many jobs it has, and the totals of its latest succeeded job: its
+    face-frames (``latest``) and its people (``latest_people``, its tracks)."""
 
     site: str
     camera: str
@@ -23,6 +25,7 @@ class CameraOverview:
     latest_job_id: str | None
     latest_recorded_at: datetime | None
     latest: FaceCounts | None
+    latest_people: PeopleCounts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,9 @@ def camera_overview(session: Session, site: str | None = None) -> list[CameraOve
             select(ranked.c.camera_id, ranked.c.id, ranked.c.recorded_at).where(ranked.c.rank == 1)
         )
     }
-    totals = job_summaries(session, [job_id for job_id, _ in latest.values()])
+    latest_ids = [job_id for job_id, _ in latest.values()]
+    totals = job_summaries(session, latest_ids)
+    people = track_repo.people_summaries(session, latest_ids)
     overview = []
     for camera_id, camera_site, name, jobs in cameras:
         job_id, recorded_at = latest.get(camera_id, (None, None))
@@ -80,6 +85,7 @@ def camera_overview(session: Session, site: str | None = None) -> list[CameraOve
                 latest_job_id=job_id,
                 latest_recorded_at=recorded_at,
                 latest=None if job_id is None else totals.get(job_id),
+                latest_people=None if job_id is None else people.get(job_id, PeopleCounts()),
             )
         )
     return overview

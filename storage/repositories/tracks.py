@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -206,6 +206,18 @@ def people_summary(session: Session, job_id: str) -> PeopleCounts:
     """People seen in the job (its tracks); zeros for a job without tracks."""
     row = session.execute(select(*people_columns()).where(Track.job_id == job_id)).one()
     return people_of(row)
+
+
+def people_summaries(session: Session, job_ids: Collection[str]) -> dict[str, PeopleCounts]:
+    """``people_summary`` of many jobs in one query; jobs without tracks are absent."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Track.job_id, *people_columns())
+        .where(Track.job_id.in_(list(job_ids)))
+        .group_by(Track.job_id)
+    )
+    return {row[0]: people_of(row[1:]) for row in rows}
 
 
 def people_timeseries(
