@@ -27,6 +27,7 @@ from storage.models import AlertDelivery, AlertKind, AlertRule, DeliveryStatus, 
 from storage.repositories import alerts as alert_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
+from storage.repositories import tracks as track_repo
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ USER_AGENT = "MaskWatch-Webhook/1"
 #: Answers worth another try: the receiver is busy, rate-limits us, or is failing right now.
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
-#: What compliance a rule counts. "people" joins once per-person tracks are stored.
-MEASURES = ("face_frames",)
+#: What compliance a rule counts: every face of every analysed frame, or people (tracks,
+#: each labelled by what they wore longest, counted where they were first seen).
+MEASURES = ("face_frames", "people")
 
 
 class WebhookTargetError(ValueError):
@@ -134,7 +136,10 @@ def _fired(
     end = alert_repo.last_capture(session, job.id)
     if end is None:
         return False
-    window = alert_repo.window_totals(
+    totals = (
+        alert_repo.people_window_totals if rule.measure == "people" else alert_repo.window_totals
+    )
+    window = totals(
         session,
         site=rule.site,
         camera=rule.camera,
@@ -142,7 +147,8 @@ def _fired(
         end=end,
     )
     ratio = window.compliance_ratio
-    if window.faces < rule.min_faces or ratio is None or ratio >= rule.threshold:
+    # min_faces is the least the window must count: faces, or people for a people rule.
+    if window.counted < rule.min_faces or ratio is None or ratio >= rule.threshold:
         return False
     return window
 
@@ -176,14 +182,15 @@ def payload(
             "unmasked": summary.unmasked,
             "incorrect": summary.incorrect,
             "compliance_ratio": summary.compliance_ratio,
+            "people": track_repo.people_summary(session, job.id).to_dict(),
         },
     }
     if isinstance(window, alert_repo.WindowTotals):
         body["window"] = {
             "start": _iso(window.start),
             "end": _iso(window.end),
-            "measure": rule.measure,
-            "faces": window.faces,
+            "measure": window.measure,
+            ("people" if window.measure == "people" else "faces"): window.counted,
             "masked": window.masked,
             "compliance_ratio": window.compliance_ratio,
         }

@@ -40,17 +40,21 @@ class RuleIn(BaseModel):
     camera: Name | None = Field(None, description="one camera; none: every camera of the site")
     threshold_percent: float | None = Field(
         None, gt=0, le=100, description="compliance_below: fire when compliance (masked / "
-        "faces) over the window is below this"
+        "faces, or masked / people for measure people) over the window is below this"
     )
     window_minutes: float | None = Field(
         None, gt=0, le=MAX_WINDOW_MINUTES,
         description="compliance_below: the footage time looked at, ending at the last frame "
         "of the job that just finished",
     )
-    min_faces: int = Field(1, ge=1, le=1_000_000, description="fewer faces say too little")
+    min_faces: int = Field(
+        1, ge=1, le=1_000_000,
+        description="fewer faces (people, for measure people) in the window say too little",
+    )
     measure: str = Field(
         "face_frames", description="what compliance counts: face_frames (every face in every "
-        "frame); people joins once per-person tracks are stored"
+        "analysed frame) or people (each track once, labelled by what they wore longest, in "
+        "the window if first seen there)"
     )
 
     @field_validator("measure")
@@ -73,6 +77,8 @@ class RuleIn(BaseModel):
             raise ValueError("compliance_below needs threshold_percent and window_minutes")
         if not wants_window and any(given):
             raise ValueError(f"{self.kind.value} takes no threshold_percent or window_minutes")
+        if not wants_window and self.measure != "face_frames":
+            raise ValueError(f"{self.kind.value} takes no measure")
         return self
 
 

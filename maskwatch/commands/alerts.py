@@ -28,6 +28,11 @@ class Kind(StrEnum):
     JOB_FINISHED = "job-finished"
 
 
+class Measure(StrEnum):
+    FACE_FRAMES = "face-frames"
+    PEOPLE = "people"
+
+
 @alerts_app.command("add")
 def alerts_add(
     kind: Kind = typer.Argument(..., help="compliance-below, job-failed or job-finished."),
@@ -41,7 +46,13 @@ def alerts_add(
         None, "--window", help="compliance-below: minutes of footage looked at, ending at the "
         "last frame of the job that finished."
     ),
-    min_faces: int = typer.Option(1, "--min-faces", min=1, help="Fewer faces say too little."),
+    min_faces: int = typer.Option(
+        1, "--min-faces", min=1, help="Fewer faces (people, with --measure people) say too little."
+    ),
+    measure: Measure = typer.Option(
+        "face-frames", "--measure", help="compliance-below: count face-frames (every face in "
+        "every analysed frame) or people (each person once, by what they wore longest)."
+    ),
     api: str = API_OPTION,
     key: str = KEY_OPTION,
 ) -> None:
@@ -55,6 +66,7 @@ def alerts_add(
             threshold_percent=below,
             window_minutes=window,
             min_faces=min_faces,
+            measure=measure.value.replace("-", "_"),
         )
     typer.echo(
         f"created rule {rule['id']}; its secret signs every webhook and is shown only once",
@@ -65,8 +77,8 @@ def alerts_add(
 
 def _rule_row(rule: dict[str, Any]) -> list[Any]:
     condition = {
-        "compliance_below": f"< {rule['threshold_percent']:g} % over "
-        f"{(rule['window_s'] or 0) / 60:g} min",
+        "compliance_below": f"< {rule['threshold_percent']:g} % of "
+        f"{rule['measure'].replace('_', '-')} over {(rule['window_s'] or 0) / 60:g} min",
     }.get(rule["kind"], "")
     return [rule["id"], rule["kind"], rule["site"], rule["camera"] or "*", condition, rule["url"]]
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import compliance_ratio
+from maskwatch.core.labels import Label
 from storage.models import (
     AlertAttempt,
     AlertDelivery,
@@ -22,6 +23,7 @@ from storage.models import (
     FrameStat,
     Job,
     JobStatus,
+    Track,
     utcnow,
 )
 
@@ -30,16 +32,18 @@ MAX_ERROR_CHARS = 500
 
 @dataclass(frozen=True, slots=True)
 class WindowTotals:
-    """Face counts of succeeded jobs' frames captured in [start, end]."""
+    """What a compliance rule counts in [start, end]: ``counted`` faces (face-frames) or
+    people, ``masked`` of them masked, per the rule's ``measure``."""
 
     start: datetime
     end: datetime
-    faces: int
+    measure: str
+    counted: int
     masked: int
 
     @property
     def compliance_ratio(self) -> float | None:
-        return compliance_ratio(self.masked, self.faces)
+        return compliance_ratio(self.masked, self.counted)
 
 
 def create_rule(
@@ -132,7 +136,35 @@ def window_totals(
     if camera is not None:
         query = query.where(Camera.name == camera)
     faces, masked = session.execute(query).one()
-    return WindowTotals(start=start, end=end, faces=int(faces), masked=int(masked))
+    return WindowTotals(start, end, "face_frames", int(faces), int(masked))
+
+
+def people_window_totals(
+    session: Session, *, site: str, camera: str | None, start: datetime, end: datetime
+) -> WindowTotals:
+    """People (tracks) of succeeded jobs at ``site`` (one camera or all) first seen in
+    [start, end], and how many of them were masked (by their longest-held label).
+
+    A person counts where they were first seen, as in the reports' people columns.
+    """
+    query = (
+        select(
+            func.count(Track.id),
+            func.coalesce(func.sum(case((Track.label == Label.WITH_MASK.value, 1), else_=0)), 0),
+        )
+        .join(Job, Job.id == Track.job_id)
+        .join(Camera, Camera.id == Job.camera_id)
+        .where(
+            Job.status == JobStatus.SUCCEEDED,
+            Camera.site == site,
+            Track.first_seen_at >= start,
+            Track.first_seen_at <= end,
+        )
+    )
+    if camera is not None:
+        query = query.where(Camera.name == camera)
+    people, masked = session.execute(query).one()
+    return WindowTotals(start, end, "people", int(people), int(masked))
 
 
 def add_delivery(

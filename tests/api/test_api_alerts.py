@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from maskwatch.settings import Settings
 from storage.models import DeliveryStatus, Job, JobStatus
-from tests.api.api_support import Keys, bearer, frame
+from tests.api.api_support import Keys, bearer, frame, person
 from tests.api.webhook_receiver import receiving
 from worker import alerts
 
@@ -101,7 +101,9 @@ def test_a_site_key_manages_the_rules_of_its_own_site_only(
         ({"kind": "compliance_below", "threshold_percent": 120, "window_minutes": 5}, "100"),
         ({"kind": "job_failed", "url": "ftp://example.com/x"}, "URL scheme"),
         ({"kind": "job_failed", "url": "https://me:pw@example.com/x"}, "user name or password"),
-        ({"kind": "job_failed", "measure": "people"}, "measure must be one of: face_frames"),
+        ({"kind": "job_failed", "measure": "people"}, "job_failed takes no measure"),
+        ({"kind": "compliance_below", "threshold_percent": 80, "window_minutes": 5,
+          "measure": "heads"}, "measure must be one of: face_frames, people"),
         ({"kind": "job_failed", "url": "http://127.0.0.1:9/x"}, "an internal address"),
         ({"kind": "job_failed", "url": "http://169.254.169.254/latest"}, "an internal address"),
     ],
@@ -272,3 +274,48 @@ def test_a_rule_to_an_internal_address_is_refused_again_when_delivering(
     assert attempted is not None and attempted.status is DeliveryStatus.FAILED
     assert attempted.error is not None and "internal address" in attempted.error
     assert receiver.received == []
+
+
+def test_a_people_rule_counts_people_where_a_face_frames_rule_counts_faces(
+    open_client: TestClient, keys: Keys, session: Session, make_job: Callable[..., Job]
+) -> None:
+    """Three of four face-frames masked (75 %), but one of three people (33 %): the long
+    masked stay fills the frames, the two unmasked passers-by are most of the people."""
+    job = make_job(
+        status=JobStatus.SUCCEEDED,
+        frames=[frame(i, i * 0.5, 3, 1) for i in range(4)],
+        people=[person(1, 0.0, "with_mask"), person(2, 0.5, "without_mask", seconds=0.4),
+                person(3, 1.0, "without_mask", seconds=0.4)],
+    )
+    with receiving() as receiver:
+        people_50 = add_rule(open_client, keys.north, kind="compliance_below", url=receiver.url,
+                             threshold_percent=50, window_minutes=10, measure="people")
+        silent = [
+            add_rule(open_client, keys.north, kind="compliance_below", url=receiver.url,
+                     threshold_percent=70, window_minutes=10),  # 75 % of face-frames
+            add_rule(open_client, keys.north, kind="compliance_below", url=receiver.url,
+                     threshold_percent=30, window_minutes=10, measure="people"),  # 33 %
+            add_rule(open_client, keys.north, kind="compliance_below", url=receiver.url,
+                     threshold_percent=50, window_minutes=10, measure="people",
+                     min_faces=4),  # only 3 people
+        ]
+        assert people_50["measure"] == "people"
+        [delivery_id] = alerts.evaluate_job(session, job.id)
+        session.commit()
+        attempted = deliver(session, delivery_id)
+        assert attempted is not None and attempted.status is DeliveryStatus.DELIVERED
+
+    [message] = receiver.received
+    assert message.signed_by(people_50["secret"])
+    body = message.json()
+    assert body["rule"]["id"] == people_50["id"] and body["rule"]["measure"] == "people"
+    assert body["window"]["measure"] == "people"
+    assert (body["window"]["people"], body["window"]["masked"]) == (3, 1)
+    assert body["window"]["compliance_ratio"] == pytest.approx(1 / 3)
+    assert "faces" not in body["window"]
+    assert (body["job"]["faces"], body["job"]["masked"]) == (16, 12)
+    assert body["job"]["people"]["total"] == 3
+    assert body["job"]["people"]["compliance_ratio"] == 0.3333
+    logged = open_client.get("/v1/alerts/deliveries", headers=bearer(keys.north)).json()["items"]
+    assert [d["rule_id"] for d in logged] == [people_50["id"]]
+    assert not {r["id"] for r in silent} & {d["rule_id"] for d in logged}

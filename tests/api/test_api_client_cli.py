@@ -154,16 +154,18 @@ def test_reports_as_table_json_and_csv_carry_the_apis_numbers(
 @pytest.mark.usefixtures("served")
 def test_alerts_add_list_show_deliveries_remove(runner: CliRunner, keys: Keys) -> None:
     added = run(runner, keys.north, "alerts", "add", "compliance-below", "--url",
-                "http://127.0.0.1:9/hook", "--below", "80", "--window", "15", "--camera", "gate")
+                "http://127.0.0.1:9/hook", "--below", "80", "--window", "15", "--camera", "gate",
+                "--measure", "people")
     assert added.exit_code == 0, added.output
     rule = json.loads(added.stdout)
     assert rule["secret"].startswith("whsec_") and "shown only once" in added.stderr
     assert (rule["kind"], rule["site"], rule["threshold_percent"], rule["window_s"]) == (
         "compliance_below", "north", 80, 900
     )
+    assert rule["measure"] == "people"
     listed = run(runner, keys.north, "alerts", "list").stdout.splitlines()
-    assert listed[1].split()[:7] == [str(rule["id"]), "compliance_below", "north", "gate", "<",
-                                     "80", "%"]
+    assert listed[1].split()[:9] == [str(rule["id"]), "compliance_below", "north", "gate", "<",
+                                     "80", "%", "of", "people"]
     assert rule["secret"] not in "\n".join(listed)
     assert run(runner, keys.south, "alerts", "list").stdout.splitlines()[1:] == []
     shown = json.loads(run(runner, keys.north, "alerts", "show", str(rule["id"])).stdout)
@@ -173,6 +175,9 @@ def test_alerts_add_list_show_deliveries_remove(runner: CliRunner, keys: Keys) -
                   "http://127.0.0.1:9/hook", "--below", "80")
     assert missing.exit_code == 1
     assert "compliance_below needs threshold_percent and window_minutes" in missing.stderr
+    not_compliance = run(runner, keys.north, "alerts", "add", "job-failed", "--url",
+                         "http://127.0.0.1:9/hook", "--measure", "people")
+    assert not_compliance.exit_code == 1 and "job_failed takes no measure" in not_compliance.stderr
 
     assert run(runner, keys.north, "alerts", "deliveries").stdout.splitlines()[1:] == []
     assert run(runner, keys.south, "alerts", "remove", str(rule["id"])).exit_code == 1
