@@ -225,6 +225,14 @@ def test_sites_page_lists_the_keys_cameras_with_the_latest_jobs_compliance(
         latest_gate["compliance_ratio"], abs=1e-4
     )
     assert f"{latest_gate['compliance_ratio'] * 100:.1f} %" in gate.inner_text()
+    # People beside face-frames: the lobby's job was analysed for real, so it has tracks.
+    lobby_people = site.api(f"/v1/jobs/{site.lobby_job}")["summary"]["people"]
+    lobby = page.locator("#cameras tr[data-camera=lobby]")
+    assert lobby_people["total"] > 0
+    assert lobby.locator(".people").inner_text() == str(lobby_people["total"])
+    assert float(lobby.get_attribute("data-people-ratio")) == pytest.approx(
+        lobby_people["compliance_ratio"], abs=1e-4
+    )
     screenshot(page, shots, "sites")
 
 
@@ -239,13 +247,20 @@ def test_camera_chart_shows_the_apis_numbers_and_marks_the_worst_hours(
     drawn = page.evaluate(
         """() => { const chart = Chart.getChart('compliance-chart');
                    return {labels: chart.data.labels, percent: chart.data.datasets[0].data,
-                           faces: chart.data.datasets[1].data}; }"""
+                           faces: chart.data.datasets[1].data,
+                           people: chart.data.datasets[2].data}; }"""
     )
     report = site.api("/v1/reports", site=SITE, camera="gate", bucket="hour")["items"]
     assert drawn["labels"] == [b["bucket_start"] for b in report]
     assert drawn["faces"] == [b["faces"] for b in report]
     assert drawn["percent"] == pytest.approx([b["compliance_ratio"] * 100 for b in report],
                                              abs=0.01)
+    assert drawn["people"] == [  # the seeded gate jobs have frames but no tracks
+        None if b["people_compliance_ratio"] is None else b["people_compliance_ratio"] * 100
+        for b in report
+    ]
+    assert [int(n) for n in page.locator("#buckets tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.people)")] == [b["people"] for b in report]
     worst_rows = page.locator("#buckets tr.worst")
     worst = sorted(report, key=lambda b: b["compliance_ratio"])[:3]
     assert sorted(worst_rows.nth(i).get_attribute("data-start") for i in range(3)) == sorted(
@@ -336,4 +351,11 @@ def test_job_page_shows_blurred_stills_of_its_worst_moments(
     assert "Faces are blurred" in page.locator("main").inner_text()
     summary = site.api(f"/v1/jobs/{site.lobby_job}")["summary"]
     assert page.locator("#summary tbody td").nth(2).inner_text() == str(summary["faces"])
+    people = page.locator("#people tbody td").all_inner_texts()
+    assert people[:4] == [str(summary["people"][k])
+                          for k in ("total", "masked", "unmasked", "incorrect")]
+    tracks = site.api(f"/v1/jobs/{site.lobby_job}/tracks")["items"]
+    rows = page.locator("#tracks tbody tr")
+    assert [(rows.nth(i).get_attribute("data-track"), rows.nth(i).get_attribute("data-label"))
+            for i in range(rows.count())] == [(str(t["track_id"]), t["label"]) for t in tracks]
     screenshot(page, shots, "job")
