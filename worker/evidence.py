@@ -12,6 +12,7 @@ from storage.models import Job
 from storage.repositories import dashboard as dashboard_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
+from storage.repositories import tracks as track_repo
 from storage.repositories import videos as video_repo
 from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.decode import probe
@@ -52,6 +53,22 @@ def has_footage(job: Job, upload_dir: Path) -> bool:
     return True
 
 
+def stored_faces(
+    session: Session, job_id: str, frame_index: int | None = None
+) -> dict[int, list[FaceRecord]]:
+    """The job's stored faces (of one frame if given) by frame index, as the renderers draw
+    them: ``track_key`` is the person's track number, the one the job's tracks, reports and
+    dashboard show (None for a face no track holds, or before the job is finalised)."""
+    numbers = track_repo.track_numbers(session, job_id)
+    faces: dict[int, list[FaceRecord]] = {}
+    for d in frame_repo.list_detections(session, job_id, frame_index):
+        number = None if d.track_id is None else numbers.get(d.track_id)
+        faces.setdefault(d.frame_index, []).append(
+            FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob, number)
+        )
+    return faces
+
+
 def render(session: Session, job: Job, frame_index: int, upload_dir: Path, *, blur: bool) -> bytes:
     """One analysed frame of the job as a JPEG: faces boxed and labelled, blurred if ``blur``.
 
@@ -63,10 +80,7 @@ def render(session: Session, job: Job, frame_index: int, upload_dir: Path, *, bl
     if frame is None:
         raise FrameNotFound(f"the job analysed no frame {frame_index}")
     path = footage_of(job, upload_dir)
-    faces = [
-        FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob)
-        for d in frame_repo.list_detections(session, job.id, frame_index)
-    ]
+    faces = stored_faces(session, job.id, frame_index).get(frame_index, [])
     try:
         return evidence_still(probe(path), frame_index, frame.timestamp_s, faces, blur=blur)
     except (InputError, TimeoutError) as exc:
@@ -85,11 +99,7 @@ def write_job_video(
     Raises:
         DecodeError, TimeoutError, EncodeError: see ``write_annotated_video``.
     """
-    faces_by_frame: dict[int, list[FaceRecord]] = {}
-    for d in frame_repo.list_detections(session, job.id):
-        faces_by_frame.setdefault(d.frame_index, []).append(
-            FaceRecord(d.x1, d.y1, d.x2, d.y2, d.label, d.score, d.face_prob)
-        )
+    faces_by_frame = stored_faces(session, job.id)
     sample_fps = AnalysisSettings.from_dict(job.settings).sample_fps
     return write_annotated_video(
         probe(footage), faces_by_frame, out, sample_fps=sample_fps, blur=blur

@@ -105,6 +105,17 @@ def job_tracks(session: Session, job_id: str) -> list[Track]:
     )
 
 
+def track_numbers(session: Session, job_id: str) -> dict[int, int]:
+    """The job's track number (``track_index``, what reports and the dashboard show) by
+    stored track id; tracks not numbered yet (an unfinished job) are absent."""
+    rows = session.execute(
+        select(Track.id, Track.track_index).where(
+            Track.job_id == job_id, Track.track_index.is_not(None)
+        )
+    )
+    return {int(track_id): int(number or 0) for track_id, number in rows}
+
+
 def face_boxes(
     session: Session, job_id: str, frame_indices: Sequence[int]
 ) -> dict[tuple[int, int], Box]:

@@ -169,12 +169,13 @@ def make_job(session: Session) -> Callable[..., Job]:
         )
         if status is not JobStatus.QUEUED:
             job_repo.mark_running(session, job, frames_total=len(frames or []))
-        if people:
-            track_repo.save_tracks(session, job, people, {})
-            finalise_tracks(session, job)
+        # Faces whose track_key names one of ``people`` refer to its stored track.
+        track_ids = track_repo.save_tracks(session, job, people, {}) if people else {}
         if frames:
-            frame_repo.replace_frames(session, job, frames)
+            frame_repo.replace_frames(session, job, frames, track_ids=track_ids)
             job_repo.add_progress(session, job.id, len(frames))
+        if people:
+            finalise_tracks(session, job)
         if status is JobStatus.SUCCEEDED:
             job_repo.mark_succeeded(session, job)
         elif status is JobStatus.FAILED:

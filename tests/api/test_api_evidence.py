@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from maskwatch.core.records import FaceRecord
 from maskwatch.settings import Settings
 from storage.models import Job, JobStatus
-from tests.api.api_support import Keys, bearer, frame
+from tests.api.api_support import Keys, bearer, frame, person
 from worker.pipeline.evidence import blur_faces
 
 BOX = (40, 30, 100, 90)  # where api_support.frame() puts no face; set below per test
@@ -73,6 +73,36 @@ def test_a_still_blurs_the_face_and_keeps_the_rest(
     # The box is drawn in the unmasked colour (red) on its left edge.
     edge = blurred[BOX[1] + 10 : BOX[3] - 10, BOX[0]]
     assert edge[:, 0].mean() > 150 and edge[:, 1].mean() < 90
+
+
+def test_a_still_numbers_each_tracked_face_by_person_like_the_jobs_tracks(
+    client: TestClient, keys: Keys, make_job: Callable[..., Job], footage_job: Job,
+    session: Session,
+) -> None:
+    frames = []
+    for i in range(5):
+        record = frame(i, i * 0.2, 0, 1)
+        record.detections[:] = [FaceRecord(*BOX, "without_mask", 0.9, 0.95, track_key=7)]
+        frames.append(record)
+    tracked = make_job(status=JobStatus.SUCCEEDED, frames=frames,
+                       people=[person(7, 0.0, "without_mask", seconds=1.0)])
+    tracked.input_path = footage_job.input_path
+    session.commit()
+    [track] = client.get(f"/v1/jobs/{tracked.id}/tracks", headers=bearer(keys.north)).json()[
+        "items"
+    ]
+    assert track["track_id"] == 1  # the job's number, not the tracker's key (7)
+    numbered = still(client.get(f"/v1/jobs/{tracked.id}/frames/3/evidence.jpg",
+                                headers=bearer(keys.north)))
+    plain = still(client.get(f"/v1/jobs/{footage_job.id}/frames/3/evidence.jpg",
+                             headers=bearer(keys.north)))
+    # "#1" on the unmasked colour (red) just under the box; the same frame without a track
+    # has nothing there, and the two agree elsewhere.
+    x1, _, _, y2 = BOX
+    tag = numbered[y2 + 3 : y2 + 12, x1 + 1 : x1 + 12]
+    assert tag[..., 0].mean() > 150 and tag[..., 1].mean() < 120
+    assert np.abs(tag - plain[y2 + 3 : y2 + 12, x1 + 1 : x1 + 12]).mean() > 30
+    assert np.abs(numbered[:, 110:] - plain[:, 110:]).mean() < 4
 
 
 def test_stills_are_refused_with_the_reason(

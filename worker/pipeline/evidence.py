@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from maskwatch.core.records import FaceRecord
-from worker.pipeline.annotate import annotate
+from worker.pipeline.annotate import COLOURS, UNMASKED_COLOUR, annotate
 from worker.pipeline.decode import MediaInfo, iter_frames
 from worker.pipeline.errors import DecodeError
 
@@ -41,6 +41,29 @@ def blur_faces(image: np.ndarray, faces: list[FaceRecord]) -> np.ndarray:
         radius = max(4.0, max(region.size) / 6)
         canvas.paste(region.filter(ImageFilter.GaussianBlur(radius)), box[:2])
     return np.asarray(canvas)
+
+
+def mark_tracks(picture: Image.Image, faces: list[FaceRecord]) -> Image.Image:
+    """``picture`` (annotated) with each tracked face's person number, ``#N``, under its box.
+
+    Drawn under the box, not in the label above it, so that the verdict stays where
+    ``annotate`` puts it; a face's ``track_key`` is the number drawn (None: nothing).
+    """
+    draw = ImageDraw.Draw(picture)
+    for face in faces:
+        if face.track_key is None:
+            continue
+        text = f"#{face.track_key}"
+        top = min(float(picture.size[1] - 12), face.y2 + 2)
+        colour = COLOURS.get(face.label, UNMASKED_COLOUR)
+        draw.rectangle(draw.textbbox((face.x1, top), text), fill=colour)
+        draw.text((face.x1, top), text, fill=(255, 255, 255))
+    return picture
+
+
+def annotated(image: np.ndarray, faces: list[FaceRecord]) -> Image.Image:
+    """``image`` with its faces boxed and labelled (``annotate``) and numbered by person."""
+    return mark_tracks(annotate(image, faces), faces)
 
 
 def read_frame(info: MediaInfo, frame_index: int, timestamp_s: float) -> np.ndarray:
@@ -75,7 +98,8 @@ def evidence_still(
     *,
     blur: bool,
 ) -> bytes:
-    """The frame as a JPEG with its faces boxed and labelled, blurred first when ``blur``.
+    """The frame as a JPEG with its faces boxed, labelled and numbered by person, blurred
+    first when ``blur``.
 
     Raises:
         FrameNotFound, DecodeError, TimeoutError: the frame cannot be read.
@@ -84,8 +108,11 @@ def evidence_still(
     if blur:
         image = blur_faces(image, faces)
     out = io.BytesIO()
-    annotate(image, faces).save(out, format="JPEG", quality=JPEG_QUALITY)
+    annotated(image, faces).save(out, format="JPEG", quality=JPEG_QUALITY)
     return out.getvalue()
 
 
-__all__ = ["DecodeError", "FrameNotFound", "blur_faces", "evidence_still", "read_frame"]
+__all__ = [
+    "DecodeError", "FrameNotFound", "annotated", "blur_faces", "evidence_still", "mark_tracks",
+    "read_frame",
+]

@@ -1,5 +1,5 @@
-"""Annotated video: the analysed frames again, with each face's box and label drawn (and,
-with privacy on, each face blurred), encoded to H.264 by ffmpeg."""
+"""Annotated video: the analysed frames again, with each face's box, label and person (track)
+number drawn (and, with privacy on, each face blurred), encoded to H.264 by ffmpeg."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.core.records import FaceRecord
-from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import MediaInfo, iter_frames
-from worker.pipeline.evidence import blur_faces
+from worker.pipeline.evidence import annotated, blur_faces
 from worker.pipeline.ffmpeg_process import stop_process
 
 logger = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def write_annotated_video(
         for frame in frames:
             faces = faces_by_frame.get(frame.frame_index, [])
             image = blur_faces(frame.image, faces) if blur else frame.image
-            picture = np.asarray(annotate(image, faces))
+            picture = np.asarray(annotated(image, faces))
             if proc is None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 size = (picture.shape[1], picture.shape[0])
