@@ -234,10 +234,13 @@ def camera_page(
     )
 
 
-def _job_row(job: Job, summary: FaceCounts | None) -> dict[str, Any]:
-    """A job as the job list and its live updates show it; summary only once succeeded."""
+def _job_row(
+    job: Job, summary: FaceCounts | None, people: PeopleCounts | None = None
+) -> dict[str, Any]:
+    """A job as the job list and its live updates show it; its face-frame and people
+    figures only once succeeded."""
     if job.status is not JobStatus.SUCCEEDED:
-        summary = None
+        summary = people = None
     return {
         "id": job.id,
         "status": job.status.value,
@@ -251,6 +254,8 @@ def _job_row(job: Job, summary: FaceCounts | None) -> dict[str, Any]:
         "progress_percent": _progress(job),
         "faces": None if summary is None else summary.faces,
         "compliance": None if summary is None else _percent(summary.compliance_ratio),
+        "people": None if people is None else people.total,
+        "people_compliance": None if people is None else _percent(people.compliance_ratio),
         "error": job.error,
     }
 
@@ -265,10 +270,12 @@ def _progress(job: Job) -> int | None:
 
 def _jobs(session: Session, caller: Caller, status_: JobStatus | None) -> list[dict[str, Any]]:
     found, _ = job_repo.list_jobs(session, site=caller.site, status=status_, limit=JOBS_SHOWN)
-    totals = dashboard_repo.job_summaries(
-        session, [job.id for job in found if job.status is JobStatus.SUCCEEDED]
-    )
-    return [_job_row(job, totals.get(job.id)) for job in found]
+    succeeded = [job.id for job in found if job.status is JobStatus.SUCCEEDED]
+    totals = dashboard_repo.job_summaries(session, succeeded)
+    people = track_repo.people_summaries(session, succeeded)
+    return [
+        _job_row(job, totals.get(job.id), people.get(job.id, PeopleCounts())) for job in found
+    ]
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -75,6 +75,8 @@ function updateJobRow(row, job) {
   row.querySelector(".frames").textContent = progressText(job);
   row.querySelector(".faces").textContent = job.faces === null ? "-" : job.faces;
   row.querySelector(".compliance").textContent = job.compliance || "-";
+  row.querySelector(".people").textContent = job.people === null ? "-" : job.people;
+  row.querySelector(".people-compliance").textContent = job.people_compliance || "-";
 }
 
 function keepJobsLive() {

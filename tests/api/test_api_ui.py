@@ -117,6 +117,12 @@ def test_pages_show_people_beside_face_frames_with_the_apis_numbers(
                                   page.text, re.S)[0])
     assert chart["people"] == [2, 1] and chart["people_compliance_percent"] == [50.0, 0.0]
 
+    [listed] = client.get("/ui/jobs.json").json()["items"]
+    assert (listed["people"], listed["people_compliance"]) == (3, "33.3 %")
+    assert rows_of(client.get("/ui/jobs").text, "jobs")[0].cells[-4:] == [
+        str(api_job["summary"]["faces"]), "42.9 %", "3", "33.3 %"  # 3 of 7 faces, 1 of 3 people
+    ]
+
     tracks = client.get(f"/v1/jobs/{job.id}/tracks", headers=bearer(keys.north)).json()["items"]
     job_page = client.get(f"/ui/jobs/{job.id}").text
     who = api_job["summary"]["people"]

@@ -305,6 +305,8 @@ def test_job_list_progress_moves_without_a_reload(page: Any, site: Site, shots: 
     )
     assert running.locator(".frames").inner_text() == "20/20"
     assert running.locator(".compliance").inner_text() == "50.0 %"
+    assert running.locator(".people").inner_text() == "0"  # seeded frames, no tracks
+    assert running.locator(".people-compliance").inner_text() == "-"
 
 
 def test_job_page_shows_the_apis_totals_and_its_timeline(
