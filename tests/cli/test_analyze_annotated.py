@@ -70,6 +70,12 @@ def test_annotated_video_shows_the_stored_boxes_and_blurs_faces_when_asked(
     boxes = [(d.x1, d.y1, d.x2, d.y2) for d in unmasked]
     second_frame_at_2s = frames[2].image
     assert all(red_share(second_frame_at_2s, box) > 0.6 for box in boxes)
+    # Each tracked face carries its person's number on a tag (unmasked red) under its box.
+    assert all(d.track_id is not None for d in unmasked)
+    for x1, _, _, y2 in boxes:
+        tag = second_frame_at_2s[int(y2) + 4 : int(y2) + 10, int(x1) + 1 : int(x1) + 8]
+        # white digits on red, smeared by H.264's halved chroma: far redder than grey or skin
+        assert tag[..., 0].astype(float).mean() - tag[..., 1].astype(float).mean() > 70
 
     blurred_out = tmp_path / "blurred.mp4"
     analyze(runner, db_url, composition_video, blurred_out, "--blur-faces")
