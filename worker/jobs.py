@@ -177,6 +177,18 @@ def failure_reason(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
+def existing_job(session: Session, job_id: str) -> Job:
+    """The job ``job_id``, for the paths that run it in this process.
+
+    Raises:
+        LookupError: if there is no such job.
+    """
+    job = job_repo.get_job(session, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} not found")
+    return job
+
+
 @contextmanager
 def failing_job_on_error(session: Session, job: Job) -> Iterator[None]:
     """Mark ``job`` failed with the reason when the block raises, for the paths that run a
@@ -206,9 +218,7 @@ def run_job(
 ) -> Job:
     """Analyse a whole job in this process (the embedded, no-services path)."""
     with session_factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
+        job = existing_job(session, job_id)
         with failing_job_on_error(session, job):
             settings = AnalysisSettings.from_dict(job.settings)
             info = probe(Path(job.input_path), job.input_name)

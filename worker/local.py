@@ -26,6 +26,7 @@ from worker.jobs import (
     ProgressCallback,
     Segment,
     analyze_segment,
+    existing_job,
     failing_job_on_error,
     finish_job,
     run_job,
@@ -59,9 +60,7 @@ def _start_child(database_url: str, checkpoint: str, device: str, settings: dict
 def _analyze_part(job_id: str, start_s: float, end_s: float | None, index: int) -> int:
     factory: sessionmaker[Session] = _CHILD["factory"]
     with factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
+        job = existing_job(session, job_id)
         # End the read: on SQLite (WAL) a transaction that read before another process
         # wrote cannot write later ("database is locked"); each batch begins its own.
         session.commit()
@@ -87,9 +86,7 @@ def run_job_in_parts(
     as ``run_job`` records them.
     """
     with session_factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
+        job = existing_job(session, job_id)
         try:
             info = probe(Path(job.input_path), job.input_name)
         except InputError:
