@@ -95,6 +95,20 @@ def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
     return [str(member.value) for member in enum_class]
 
 
+def _stored_enum(enum_class: type[enum.Enum], name: str, length: int = 16) -> Enum:
+    """How every enum column is stored: its members' values in a VARCHAR of ``length`` with a
+    CHECK constraint, not a native ENUM type."""
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=_enum_values,
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
     """Declarative base with stable constraint names for Alembic."""
 
@@ -126,28 +140,10 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="RESTRICT"))
     status: Mapped[JobStatus] = mapped_column(
-        Enum(
-            JobStatus,
-            name="job_status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=_enum_values,
-            validate_strings=True,
-        ),
+        _stored_enum(JobStatus, "job_status"),
         default=JobStatus.QUEUED,
     )
-    input_kind: Mapped[InputKind] = mapped_column(
-        Enum(
-            InputKind,
-            name="input_kind",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=_enum_values,
-            validate_strings=True,
-        )
-    )
+    input_kind: Mapped[InputKind] = mapped_column(_stored_enum(InputKind, "input_kind"))
     # Where the file lies: a name we chose for uploads, or the user's own path for the CLI.
     input_path: Mapped[str] = mapped_column(String(1024))
     # The name the user gave the file; for display only, never opened.
@@ -264,15 +260,7 @@ class JobSegment(Base):
     # None: to the end of the input (the probed duration is only an estimate).
     end_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[SegmentStatus] = mapped_column(
-        Enum(
-            SegmentStatus,
-            name="segment_status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=_enum_values,
-            validate_strings=True,
-        ),
+        _stored_enum(SegmentStatus, "segment_status"),
         default=SegmentStatus.PENDING,
     )
     # Times a task started on this segment (first run, retries and redeliveries).
@@ -314,17 +302,7 @@ class AlertRule(Base):
     site: Mapped[str] = mapped_column(String(100))
     # None: every camera of the site.
     camera: Mapped[str | None] = mapped_column(String(100))
-    kind: Mapped[AlertKind] = mapped_column(
-        Enum(
-            AlertKind,
-            name="alert_kind",
-            native_enum=False,
-            create_constraint=True,
-            length=32,
-            values_callable=_enum_values,
-            validate_strings=True,
-        )
-    )
+    kind: Mapped[AlertKind] = mapped_column(_stored_enum(AlertKind, "alert_kind", length=32))
     # compliance_below only: fire when masked / faces < threshold over the last window_s.
     threshold: Mapped[float | None] = mapped_column(Float)
     window_s: Mapped[int | None] = mapped_column(Integer)
@@ -356,15 +334,7 @@ class AlertDelivery(Base):
     event: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[DeliveryStatus] = mapped_column(
-        Enum(
-            DeliveryStatus,
-            name="delivery_status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=_enum_values,
-            validate_strings=True,
-        ),
+        _stored_enum(DeliveryStatus, "delivery_status"),
         default=DeliveryStatus.PENDING,
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -412,15 +382,7 @@ class AnnotatedVideo(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     status: Mapped[VideoStatus] = mapped_column(
-        Enum(
-            VideoStatus,
-            name="video_status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=_enum_values,
-            validate_strings=True,
-        ),
+        _stored_enum(VideoStatus, "video_status"),
         default=VideoStatus.QUEUED,
     )
     blur_faces: Mapped[bool] = mapped_column(Boolean)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,6 +177,39 @@ def failure_reason(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
+def existing_job(session: Session, job_id: str) -> Job:
+    """The job ``job_id``, for the paths that run it in this process.
+
+    Raises:
+        LookupError: if there is no such job.
+    """
+    job = job_repo.get_job(session, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} not found")
+    return job
+
+
+@contextmanager
+def failing_job_on_error(session: Session, job: Job) -> Iterator[None]:
+    """Mark ``job`` failed with the reason when the block raises, for the paths that run a
+    job in this process (``run_job``, ``worker.local``).
+
+    Bad input ends the block quietly (the job shows the error naming the user's file);
+    anything else is a bug: logged and raised again.
+    """
+    job_id = job.id  # read now: the rollback expires the job's attributes
+    try:
+        yield
+    except Exception as exc:
+        session.rollback()
+        job_repo.mark_failed(session, job, failure_reason(exc))
+        session.commit()
+        if not isinstance(exc, InputError):  # bad input is the user's; anything else a bug
+            logger.exception("job %s failed", job_id)
+            raise
+        logger.info("job %s failed on its input: %s", job_id, exc)
+
+
 def run_job(
     session_factory: sessionmaker[Session],
     job_id: str,
@@ -184,10 +218,8 @@ def run_job(
 ) -> Job:
     """Analyse a whole job in this process (the embedded, no-services path)."""
     with session_factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
-        try:
+        job = existing_job(session, job_id)
+        with failing_job_on_error(session, job):
             settings = AnalysisSettings.from_dict(job.settings)
             info = probe(Path(job.input_path), job.input_name)
             job_repo.mark_running(session, job, estimate_sample_count(info, settings.sample_fps))
@@ -195,12 +227,4 @@ def run_job(
             analyze_segment(session, job, models, on_progress=on_progress, info=info)
             finish_job(session, job)
             session.commit()
-        except Exception as exc:
-            session.rollback()
-            job_repo.mark_failed(session, job, failure_reason(exc))
-            session.commit()
-            if not isinstance(exc, InputError):  # bad input is the user's; anything else a bug
-                logger.exception("job %s failed", job_id)
-                raise
-            logger.info("job %s failed on its input: %s", job_id, exc)
         return job

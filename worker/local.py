@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from worker.jobs import (
     ProgressCallback,
     Segment,
     analyze_segment,
-    failure_reason,
+    existing_job,
+    failing_job_on_error,
     finish_job,
     run_job,
 )
@@ -58,9 +60,7 @@ def _start_child(database_url: str, checkpoint: str, device: str, settings: dict
 def _analyze_part(job_id: str, start_s: float, end_s: float | None, index: int) -> int:
     factory: sessionmaker[Session] = _CHILD["factory"]
     with factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
+        job = existing_job(session, job_id)
         # End the read: on SQLite (WAL) a transaction that read before another process
         # wrote cannot write later ("database is locked"); each batch begins its own.
         session.commit()
@@ -86,9 +86,7 @@ def run_job_in_parts(
     as ``run_job`` records them.
     """
     with session_factory() as session:
-        job = job_repo.get_job(session, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
+        job = existing_job(session, job_id)
         try:
             info = probe(Path(job.input_path), job.input_name)
         except InputError:
@@ -100,23 +98,16 @@ def run_job_in_parts(
         settings = AnalysisSettings.from_dict(job.settings)
         parts = plan_ranges(duration, duration / processes)
         ranges = [Segment(p.start_s, p.end_s, i) for i, p in enumerate(parts)]
-        try:
+        with failing_job_on_error(session, job):
             expected = estimate_sample_count(info, settings.sample_fps)
             job_repo.mark_running(session, job, expected)
             session.commit()
-            _run_parts(session, job, models, ranges, database_url, checkpoint, device,
-                       _progress_of(session, job, expected, on_progress))
+            with _one_torch_thread():
+                _run_parts(session, job, models, ranges, database_url, checkpoint, device,
+                           _progress_of(session, job, expected, on_progress))
             session.refresh(job)
             finish_job(session, job)
             session.commit()
-        except Exception as exc:
-            session.rollback()
-            job_repo.mark_failed(session, job, failure_reason(exc))
-            session.commit()
-            if not isinstance(exc, InputError):  # bad input is the user's; anything else a bug
-                logger.exception("job %s failed", job_id)
-                raise
-            logger.info("job %s failed on its input: %s", job_id, exc)
         return job
 
 
@@ -135,6 +126,19 @@ def _progress_of(
     return report
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Torch on one thread in this process for the block: the other parts run in the others."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _run_parts(
     session: Session,
     job: Job,
@@ -145,32 +149,10 @@ def _run_parts(
     device: str,
     on_progress: ProgressCallback | None,
 ) -> None:
-    import torch
-
-    context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one per process: the other parts run in the other processes
-    try:
-        _run_in_pool(session, job, models, ranges, database_url, checkpoint, device,
-                     on_progress, context)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_in_pool(
-    session: Session,
-    job: Job,
-    models: Models,
-    ranges: list[Segment],
-    database_url: str,
-    checkpoint: Path,
-    device: str,
-    on_progress: ProgressCallback | None,
-    context: Any,
-) -> None:
     with ProcessPoolExecutor(
         max_workers=len(ranges) - 1,
-        mp_context=context,
+        # spawn: torch's threads do not survive a fork
+        mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_child,
         initargs=(database_url, str(checkpoint), device, dict(job.settings)),
     ) as pool:

@@ -53,17 +53,11 @@ class Report:
 
     @property
     def totals(self) -> FaceCounts:
-        total = FaceCounts()
-        for job in self.jobs:
-            total = total + job.counts
-        return total
+        return sum((job.counts for job in self.jobs), FaceCounts())
 
     @property
     def people(self) -> PeopleCounts:
-        total = PeopleCounts()
-        for job in self.jobs:
-            total = total + job.people
-        return total
+        return sum((job.people for job in self.jobs), PeopleCounts())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from api.deps import Services, SessionDep, services
 from api.errors import documented, media_error
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, form_name, parse_instant, unprocessable
 from api.schemas import FrameOut, FramePage, JobOut, JobPage, TrackOut, TrackPage
-from api.uploads import Upload, UploadError, receive_upload
+from api.uploads import Upload, UploadError, multipart_body, receive_upload
 from maskwatch.runtime import analysis_settings
 from storage.models import InputKind, Job, JobStatus
 from storage.repositories import cameras as camera_repo
@@ -64,53 +64,33 @@ FORM_NAME_SCHEMA: dict[str, Any] = {
 }
 
 # The body is parsed by api.uploads (streamed to disk), so FastAPI cannot infer it: describe it.
-SUBMIT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "camera"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a video or an image",
-                        },
-                        "camera": FORM_NAME_SCHEMA,
-                        "site": {
-                            **FORM_NAME_SCHEMA,
-                            "description": "required unless the key is limited to a site",
-                        },
-                        "recorded_at": {
-                            "type": "string",
-                            "format": "date-time",
-                            "description": "wall-clock start of the footage, with a UTC "
-                            "offset, from 1970-01-01T00:00:00Z up to (not including) "
-                            "2100-01-01T00:00:00Z",
-                        },
-                        "detector": {
-                            "type": "string",
-                            "enum": sorted(DETECTORS),
-                            "description": "accurate: two detectors merged (the shipped "
-                            "default); fast: one, 1.4-2x the speed, fewer masked faces "
-                            "found; without the field, the server's configured detector",
-                        },
-                        "exhaustive": {
-                            "type": "string",
-                            "enum": ["true", "false"],
-                            "description": "true: detect and classify every sampled frame "
-                            "(the reference); false (default): frames whose scene did not "
-                            "change carry the last analysis over",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+SUBMIT_BODY = multipart_body(
+    "a video or an image",
+    required=("file", "camera"),
+    camera=FORM_NAME_SCHEMA,
+    site={**FORM_NAME_SCHEMA, "description": "required unless the key is limited to a site"},
+    recorded_at={
+        "type": "string",
+        "format": "date-time",
+        "description": "wall-clock start of the footage, with a UTC "
+        "offset, from 1970-01-01T00:00:00Z up to (not including) "
+        "2100-01-01T00:00:00Z",
+    },
+    detector={
+        "type": "string",
+        "enum": sorted(DETECTORS),
+        "description": "accurate: two detectors merged (the shipped "
+        "default); fast: one, 1.4-2x the speed, fewer masked faces "
+        "found; without the field, the server's configured detector",
+    },
+    exhaustive={
+        "type": "string",
+        "enum": ["true", "false"],
+        "description": "true: detect and classify every sampled frame "
+        "(the reference); false (default): frames whose scene did not "
+        "change carry the last analysis over",
+    },
+)
 
 
 @dataclass(frozen=True)

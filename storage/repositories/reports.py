@@ -10,6 +10,7 @@ from sqlalchemy import (
     ColumnElement,
     ColumnExpressionArgument,
     Float,
+    Select,
     case,
     cast,
     func,
@@ -17,7 +18,7 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from maskwatch.core.counts import FaceCounts
 from storage.models import Camera, FrameStat, Job, JobStatus
@@ -112,6 +113,35 @@ def check_bucket_query(bucket: str, start: datetime | None, end: datetime | None
         raise ValueError("start and end must be timezone-aware")
 
 
+def of_succeeded_jobs(
+    query: Select[Any],
+    job_id: InstrumentedAttribute[str],
+    at: InstrumentedAttribute[datetime],
+    *,
+    site: str | None,
+    camera: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> Select[Any]:
+    """``query``'s rows (``job_id`` their job, ``at`` their moment) narrowed to succeeded jobs,
+    at ``site`` and ``camera`` where given, with ``at`` in [``start``, ``end``): the filters of
+    every report over time."""
+    query = (
+        query.join(Job, Job.id == job_id)
+        .join(Camera, Camera.id == Job.camera_id)
+        .where(Job.status == JobStatus.SUCCEEDED)
+    )
+    if site is not None:
+        query = query.where(Camera.site == site)
+    if camera is not None:
+        query = query.where(Camera.name == camera)
+    if start is not None:
+        query = query.where(at >= start)
+    if end is not None:
+        query = query.where(at < end)
+    return query
+
+
 def compliance_timeseries(
     session: Session,
     *,
@@ -146,21 +176,14 @@ def compliance_timeseries(
             _total(FrameStat.unmasked),
             _total(FrameStat.incorrect),
         )
-        .join(Job, Job.id == FrameStat.job_id)
-        .join(Camera, Camera.id == Job.camera_id)
-        .where(Job.status == JobStatus.SUCCEEDED)
         # Grouping by the output name keeps PostgreSQL from seeing two different expressions.
         .group_by(literal_column("bucket_start"))
         .order_by(literal_column("bucket_start"))
     )
-    if site is not None:
-        query = query.where(Camera.site == site)
-    if camera is not None:
-        query = query.where(Camera.name == camera)
-    if start is not None:
-        query = query.where(FrameStat.captured_at >= start)
-    if end is not None:
-        query = query.where(FrameStat.captured_at < end)
+    query = of_succeeded_jobs(
+        query, FrameStat.job_id, FrameStat.captured_at,
+        site=site, camera=camera, start=start, end=end,
+    )
     return [
         Bucket(
             start=as_utc(row[0]),

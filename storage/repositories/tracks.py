@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from maskwatch.core.counts import PeopleCounts
 from maskwatch.core.labels import MASK_LABELS, Label
 from maskwatch.core.records import TrackRecord
-from storage.models import Camera, FaceDetection, Job, JobStatus, Track
+from storage.models import FaceDetection, Job, Track
 from storage.repositories import reports as report_repo
 from storage.repositories.reports import BucketSize
 
@@ -253,17 +253,9 @@ def people_timeseries(
     bucket_expr = report_repo.bucket_start(dialect, bucket, Track.first_seen_at)
     query = (
         select(bucket_expr.label("bucket_start"), *people_columns())
-        .join(Job, Job.id == Track.job_id)
-        .join(Camera, Camera.id == Job.camera_id)
-        .where(Job.status == JobStatus.SUCCEEDED)
         .group_by(literal_column("bucket_start"))
     )
-    if site is not None:
-        query = query.where(Camera.site == site)
-    if camera is not None:
-        query = query.where(Camera.name == camera)
-    if start is not None:
-        query = query.where(Track.first_seen_at >= start)
-    if end is not None:
-        query = query.where(Track.first_seen_at < end)
+    query = report_repo.of_succeeded_jobs(
+        query, Track.job_id, Track.first_seen_at, site=site, camera=camera, start=start, end=end
+    )
     return {report_repo.as_utc(row[0]): people_of(row[1:]) for row in session.execute(query)}

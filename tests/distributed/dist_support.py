@@ -361,6 +361,21 @@ def face_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FaceR
     )
 
 
+def frames_stored_once(session_factory: sessionmaker[Session], job_id: str) -> list[FrameRow]:
+    """``frame_rows`` of the job, checked first: no frame stored twice (a retried or
+    redelivered segment must replace its frames, not add to them)."""
+    rows = frame_rows(session_factory, job_id)
+    indices = [row[0] for row in rows]
+    assert len(indices) == len(set(indices)), "a frame was stored twice"
+    return rows
+
+
+def segment_pid(segment: JobSegment) -> int:
+    """The pid of the pool process running ``segment`` (its worker is "<hostname>:<pid>")."""
+    assert segment.worker is not None
+    return int(segment.worker.rsplit(":", 1)[1])
+
+
 def segment_rows(session_factory: sessionmaker[Session], job_id: str) -> list[JobSegment]:
     with session_factory() as session:
         return list(

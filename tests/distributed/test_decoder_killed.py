@@ -18,6 +18,8 @@ from tests.distributed.dist_support import (
     WorkerFleet,
     child_pids,
     frame_rows,
+    frames_stored_once,
+    segment_pid,
     segment_rows,
     submit_job,
     wait_finished,
@@ -50,8 +52,7 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
                 continue
             if segment.frames_done < BATCH_FRAMES:
                 continue
-            pool_pid = int(segment.worker.rsplit(":", 1)[1])
-            for pid in child_pids(pool_pid):
+            for pid in child_pids(segment_pid(segment)):
                 if _command(pid) == "ffmpeg":
                     return pid
         return None
@@ -61,9 +62,7 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
 
     job = wait_finished(session_factory, job_id, timeout_s=120)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
-    rows = frame_rows(session_factory, job_id)
-    indices = [row[0] for row in rows]
-    assert len(indices) == len(set(indices)), "a frame was stored twice"
+    rows = frames_stored_once(session_factory, job_id)
     assert len(rows) == job.frames_total == job.frames_done == 60
     assert "ffmpeg was killed by SIGKILL" in cluster.logs(tail_chars=1_000_000)
     assert "retry" in cluster.logs(tail_chars=1_000_000).lower()

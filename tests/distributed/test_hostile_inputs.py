@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.uploads import display_name, safe_extension
 from ml.footage import make_truncated_copy
-from storage.models import InputKind, JobStatus, SegmentStatus
-from storage.repositories import cameras as camera_repo
-from storage.repositories import jobs as job_repo
+from storage.models import JobStatus, SegmentStatus
+from tests.db_support import add_video_job
 from tests.distributed.dist_support import (
     WorkerFleet,
     frame_rows,
@@ -41,11 +40,11 @@ def _stored_job(session_factory: sessionmaker[Session], uploads: Path, name: str
     stored = uploads / f"{uuid.uuid4().hex}{safe_extension(shown)}"
     stored.write_bytes(content)
     with session_factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "dist-test", "hostile")
-        job = job_repo.create_job(
-            session, camera=camera, input_kind=InputKind.VIDEO, input_path=str(stored),
-            input_name=shown, settings=AnalysisSettings(sample_fps=2.0).to_dict(),
-        )  # fmt: skip
+        settings = AnalysisSettings(sample_fps=2.0).to_dict()
+        job = add_video_job(
+            session, stored, input_name=shown, settings=settings, site="dist-test",
+            camera="hostile",
+        )
         session.commit()
         return job.id
 

@@ -17,6 +17,8 @@ from tests.distributed.dist_support import (
     WorkerFleet,
     face_rows,
     frame_rows,
+    frames_stored_once,
+    segment_pid,
     segment_rows,
     submit_job,
     wait_finished,
@@ -47,17 +49,14 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
         return None
 
     victim = wait_for(segment_half_done, 60, "a segment with a batch stored", interval_s=0.05)
-    assert victim.worker is not None
-    pid = int(victim.worker.rsplit(":", 1)[1])
+    pid = segment_pid(victim)
     assert pid in cluster.pool_pids(), "the segment's process must be one of our workers' pool"
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, f"pid {pid} to be reaped")
 
     job = wait_finished(session_factory, job_id, timeout_s=90)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
-    rows = frame_rows(session_factory, job_id)
-    indices = [row[0] for row in rows]
-    assert len(indices) == len(set(indices)), "a frame was stored twice"
+    rows = frames_stored_once(session_factory, job_id)
     assert len(rows) == job.frames_total == job.frames_done == 60
 
     after = {s.segment_index: s for s in segment_rows(session_factory, job_id)}

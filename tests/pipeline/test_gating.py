@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from maskwatch.settings import DEFAULT_CHECKPOINT
 from ml.people_footage import STILL, STILL_SECONDS, make_people_video
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import FrameStat, InputKind, JobStatus
-from storage.repositories import cameras as camera_repo
+from storage.models import FrameStat, JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from storage.repositories import tracks as track_repo
+from tests.db_support import add_video_job
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
 from worker.pipeline.detect import FaceDetector
@@ -97,15 +97,8 @@ def factory(tmp_path: Path) -> sessionmaker[Session]:
 
 def run(factory: sessionmaker[Session], video: Path, models: Models, exhaustive: bool):  # type: ignore[no-untyped-def]
     with factory() as session:
-        camera = camera_repo.get_or_create_camera(session, "lobby", "site")
-        job_id = job_repo.create_job(
-            session,
-            camera=camera,
-            input_kind=InputKind.VIDEO,
-            input_path=str(video),
-            input_name=video.name,
-            settings=AnalysisSettings(exhaustive=exhaustive).to_dict(),
-        ).id
+        settings = AnalysisSettings(exhaustive=exhaustive).to_dict()
+        job_id = add_video_job(session, video, settings=settings, site="lobby", camera="site").id
         session.commit()
     counting = CountingDetector(models.detector)
     run_job(factory, job_id, replace(models, detector=counting))  # type: ignore[arg-type]
