@@ -21,7 +21,7 @@ test: lint
 
 # After a one-line change: no services (SQLite only), no training, nothing marked slow.
 test-fast: setup
-	MASKWATCH_TEST_NO_POSTGRES=1 python -m pytest -q -m "not slow and not postgres"
+	MASKWATCH_TEST_NO_POSTGRES=1 python -m pytest -q -n 2 -m "not slow and not postgres"
 
 # ruff, mypy, and the import contracts in pyproject.toml (layers one way down, no cycles,
 # the service apart from the model lab).

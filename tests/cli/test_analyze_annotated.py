@@ -15,6 +15,8 @@ from storage.models import FaceDetection
 from worker.pipeline.decode import iter_frames, probe
 from worker.pipeline.render import build_h264_args
 
+pytestmark = pytest.mark.slow  # real models over generated video
+
 RED = np.array([230, 0, 0])
 
 

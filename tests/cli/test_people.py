@@ -19,6 +19,8 @@ from ml.people_footage import (
 )
 from storage.models import Job, Track
 
+pytestmark = pytest.mark.slow  # real models over generated video
+
 SAMPLE_PERIOD_S = 0.2  # the default 5 samples a second
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -13,6 +14,8 @@ from ml.people_footage import SPLIT, SPLIT_PEOPLE, SPLIT_SECONDS, make_people_vi
 from storage.db import make_engine, make_session_factory
 from storage.models import FrameStat, Track
 from worker.local import MIN_SPLIT_S
+
+pytestmark = pytest.mark.slow  # real models over generated video
 
 
 def analyze(video: Path, db_url: str, processes: int) -> dict:

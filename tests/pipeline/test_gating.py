@@ -115,6 +115,7 @@ def run(factory: sessionmaker[Session], video: Path, models: Models, exhaustive:
     return counting.frames, modes, summary, people
 
 
+@pytest.mark.slow
 def test_a_still_scene_is_detected_on_few_frames_with_the_same_answers(
     factory: sessionmaker[Session], models: Models, tmp_path: Path
 ) -> None:
