@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from maskwatch.core.counts import compliance_ratio
 from maskwatch.core.labels import Label
@@ -125,16 +125,8 @@ def window_totals(
             func.coalesce(func.sum(FrameStat.masked), 0),
         )
         .join(Job, Job.id == FrameStat.job_id)
-        .join(Camera, Camera.id == Job.camera_id)
-        .where(
-            Job.status == JobStatus.SUCCEEDED,
-            Camera.site == site,
-            FrameStat.captured_at >= start,
-            FrameStat.captured_at <= end,
-        )
     )
-    if camera is not None:
-        query = query.where(Camera.name == camera)
+    query = _in_window(query, FrameStat.captured_at, site, camera, start, end)
     faces, masked = session.execute(query).one()
     return WindowTotals(start, end, "face_frames", int(faces), int(masked))
 
@@ -153,18 +145,29 @@ def people_window_totals(
             func.coalesce(func.sum(case((Track.label == Label.WITH_MASK.value, 1), else_=0)), 0),
         )
         .join(Job, Job.id == Track.job_id)
-        .join(Camera, Camera.id == Job.camera_id)
-        .where(
-            Job.status == JobStatus.SUCCEEDED,
-            Camera.site == site,
-            Track.first_seen_at >= start,
-            Track.first_seen_at <= end,
-        )
     )
-    if camera is not None:
-        query = query.where(Camera.name == camera)
+    query = _in_window(query, Track.first_seen_at, site, camera, start, end)
     people, masked = session.execute(query).one()
     return WindowTotals(start, end, "people", int(people), int(masked))
+
+
+_Query = TypeVar("_Query", bound=Select)
+
+
+def _in_window(
+    query: _Query,
+    at: InstrumentedAttribute[datetime],
+    site: str,
+    camera: str | None,
+    start: datetime,
+    end: datetime,
+) -> _Query:
+    """``query`` (joined to Job) narrowed to succeeded jobs at ``site`` (one camera or all)
+    whose ``at`` falls in [start, end]: the alert window, for face-frames and people alike."""
+    query = query.join(Camera, Camera.id == Job.camera_id).where(
+        Job.status == JobStatus.SUCCEEDED, Camera.site == site, at >= start, at <= end
+    )
+    return query if camera is None else query.where(Camera.name == camera)
 
 
 def add_delivery(
