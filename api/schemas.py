@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from maskwatch.core.analysis import AnalysisSettings
 from maskwatch.core.counts import FaceCounts, PeopleCounts, shown
+from maskwatch.core.reports import BucketSize
 from storage.models import InputKind, Job, JobStatus, Track
 from storage.repositories.reports import Bucket
 
@@ -231,7 +232,7 @@ class BucketOut(FaceCountsOut):
 
 
 class ReportOut(BaseModel):
-    bucket: Literal["minute", "hour", "day"]
+    bucket: BucketSize
     items: list[BucketOut]
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from maskwatch.core.reports import ReportFilter
 from storage.models import AlertDelivery, AlertKind, AlertRule, DeliveryStatus, Job, JobStatus
 from storage.repositories import alerts as alert_repo
 from storage.repositories import jobs as job_repo
@@ -141,10 +142,13 @@ def _fired(
     )
     window = totals(
         session,
-        site=rule.site,
-        camera=rule.camera,
-        start=end - timedelta(seconds=rule.window_s),
-        end=end,
+        ReportFilter(
+            site=rule.site,
+            camera=rule.camera,
+            start=end - timedelta(seconds=rule.window_s),
+            end=end,
+            end_inclusive=True,
+        ),
     )
     ratio = window.compliance_ratio
     # min_faces is the least the window must count: faces, or people for a people rule.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
@@ -13,6 +13,7 @@ from api.deps import SessionDep
 from api.errors import documented
 from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
 from api.schemas import BucketOut, ReportOut, iso_utc
+from maskwatch.core.reports import BucketSize, ReportFilter
 from storage.repositories import reports as report_repo
 from storage.repositories import tracks as track_repo
 
@@ -32,7 +33,6 @@ CSV_HEADER = (
     "people_compliance_ratio",
 )
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-BucketName = Literal["minute", "hour", "day"]
 # Parsed by parse_instant (which words its own 422s); documented as a date-time with offset.
 INSTANT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}, "max_length": 64}
 
@@ -104,7 +104,7 @@ def compliance_report(
     camera: Annotated[str | None, Query(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)] = None,
     start: Annotated[str | None, Query(alias="from", description="inclusive", **INSTANT)] = None,
     end: Annotated[str | None, Query(alias="to", description="exclusive", **INSTANT)] = None,
-    bucket: BucketName = "hour",
+    bucket: BucketSize = "hour",
     accept: Annotated[str | None, Header()] = None,
 ) -> ReportOut | Response:
     """Face-frames and people per UTC minute, hour or day.
@@ -124,15 +124,9 @@ def compliance_report(
     if caller.site is not None and site is not None and site != caller.site:
         buckets: list[BucketOut] = []
     else:
-        filters: dict[str, Any] = {
-            "site": caller.site or site,
-            "camera": camera,
-            "start": start_at,
-            "end": end_at,
-            "bucket": bucket,
-        }
-        series = report_repo.compliance_timeseries(session, **filters)
-        people = track_repo.people_timeseries(session, **filters)
+        filters = ReportFilter(caller.site or site, camera, start_at, end_at)
+        series = report_repo.compliance_timeseries(session, filters, bucket)
+        people = track_repo.people_timeseries(session, filters, bucket)
         buckets = [BucketOut.of(b, people.get(b.start)) for b in series]
     if wants_csv(accept):
         return Response(to_csv(buckets), media_type=CSV_MEDIA_TYPE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
 from fastapi import Path as UrlPath
@@ -25,6 +25,7 @@ from api.params import MAX_NAME_CHARS, NAME_PATTERN, parse_instant
 from api.routes.evidence import evidence_response
 from api.schemas import iso_utc, shown
 from maskwatch.core.counts import FaceCounts, PeopleCounts
+from maskwatch.core.reports import BUCKET_SIZES, BucketSize, ReportFilter
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
 from storage.repositories import dashboard as dashboard_repo
@@ -178,7 +179,7 @@ def camera_page(
     session: SessionDep,
     site: Name,
     camera: Name,
-    bucket: Annotated[str, Query(pattern="^(minute|hour|day)$")] = "hour",
+    bucket: Annotated[str, Query(pattern=f"^({'|'.join(BUCKET_SIZES)})$")] = "hour",
     start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=64)] = None,
 ) -> HTMLResponse:
@@ -193,13 +194,12 @@ def camera_page(
         if last is not None:
             end_at = last + timedelta(seconds=1)
             start_at = end_at - DEFAULT_SPAN[bucket]
-    filters: dict[str, Any] = {
-        "site": site, "camera": camera, "start": start_at, "end": end_at, "bucket": bucket
-    }
+    filters = ReportFilter(site, camera, start_at, end_at)
+    size = cast(BucketSize, bucket)  # one of BUCKET_SIZES: the pattern holds it to them
     # The same two queries as /v1/reports: face-frames per bucket, and the people first
     # seen in each (a bucket without frames is left out there and here).
-    buckets = report_repo.compliance_timeseries(session, **filters)
-    people_by_start = track_repo.people_timeseries(session, **filters)
+    buckets = report_repo.compliance_timeseries(session, filters, size)
+    people_by_start = track_repo.people_timeseries(session, filters, size)
     too_many = len(buckets) > MAX_POINTS
     if too_many:
         buckets = buckets[-MAX_POINTS:]

@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from maskwatch.core.counts import compliance_ratio
 from maskwatch.core.labels import Label
+from maskwatch.core.reports import ReportFilter
 from storage.models import (
     AlertAttempt,
     AlertDelivery,
     AlertKind,
     AlertRule,
-    Camera,
     DeliveryStatus,
     FrameStat,
-    Job,
-    JobStatus,
     Track,
     utcnow,
 )
+from storage.repositories import reports as report_repo
 
 MAX_ERROR_CHARS = 500
 
@@ -115,59 +114,33 @@ def last_capture(session: Session, job_id: str) -> datetime | None:
     return session.scalar(select(func.max(FrameStat.captured_at)).where(FrameStat.job_id == job_id))
 
 
-def window_totals(
-    session: Session, *, site: str, camera: str | None, start: datetime, end: datetime
-) -> WindowTotals:
-    """Faces and masked faces of succeeded jobs at ``site`` (one camera or all) in [start, end]."""
-    query = (
-        select(
-            func.coalesce(func.sum(FrameStat.faces), 0),
-            func.coalesce(func.sum(FrameStat.masked), 0),
-        )
-        .join(Job, Job.id == FrameStat.job_id)
+def window_totals(session: Session, window: ReportFilter) -> WindowTotals:
+    """Faces and masked faces of the frames ``window`` counts (an alert's: end included)."""
+    query = select(
+        func.coalesce(func.sum(FrameStat.faces), 0),
+        func.coalesce(func.sum(FrameStat.masked), 0),
     )
-    query = _in_window(query, FrameStat.captured_at, site, camera, start, end)
+    query = report_repo.of_succeeded_jobs(query, FrameStat.job_id, FrameStat.captured_at, window)
     faces, masked = session.execute(query).one()
-    return WindowTotals(start, end, "face_frames", int(faces), int(masked))
+    return _totals(window, "face_frames", faces, masked)
 
 
-def people_window_totals(
-    session: Session, *, site: str, camera: str | None, start: datetime, end: datetime
-) -> WindowTotals:
-    """People (tracks) of succeeded jobs at ``site`` (one camera or all) first seen in
-    [start, end], and how many of them were masked (by their longest-held label).
-
-    A person counts where they were first seen, as in the reports' people columns.
-    """
-    query = (
-        select(
-            func.count(Track.id),
-            func.coalesce(func.sum(case((Track.label == Label.WITH_MASK.value, 1), else_=0)), 0),
-        )
-        .join(Job, Job.id == Track.job_id)
+def people_window_totals(session: Session, window: ReportFilter) -> WindowTotals:
+    """People (tracks) ``window`` counts, by when they were first seen, and how many of them
+    were masked (by their longest-held label), as in the reports' people columns."""
+    query = select(
+        func.count(Track.id),
+        func.coalesce(func.sum(case((Track.label == Label.WITH_MASK.value, 1), else_=0)), 0),
     )
-    query = _in_window(query, Track.first_seen_at, site, camera, start, end)
+    query = report_repo.of_succeeded_jobs(query, Track.job_id, Track.first_seen_at, window)
     people, masked = session.execute(query).one()
-    return WindowTotals(start, end, "people", int(people), int(masked))
+    return _totals(window, "people", people, masked)
 
 
-_Query = TypeVar("_Query", bound=Select)
-
-
-def _in_window(
-    query: _Query,
-    at: InstrumentedAttribute[datetime],
-    site: str,
-    camera: str | None,
-    start: datetime,
-    end: datetime,
-) -> _Query:
-    """``query`` (joined to Job) narrowed to succeeded jobs at ``site`` (one camera or all)
-    whose ``at`` falls in [start, end]: the alert window, for face-frames and people alike."""
-    query = query.join(Camera, Camera.id == Job.camera_id).where(
-        Job.status == JobStatus.SUCCEEDED, Camera.site == site, at >= start, at <= end
-    )
-    return query if camera is None else query.where(Camera.name == camera)
+def _totals(window: ReportFilter, measure: str, counted: int, masked: int) -> WindowTotals:
+    if window.start is None or window.end is None:
+        raise ValueError("an alert window needs a start and an end")
+    return WindowTotals(window.start, window.end, measure, int(counted), int(masked))
 
 
 def add_delivery(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -21,9 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from maskwatch.core.counts import FaceCounts
+from maskwatch.core.reports import BUCKET_SIZES, BucketSize, ReportFilter
 from storage.models import Camera, FrameStat, Job, JobStatus
-
-BucketSize = Literal["minute", "hour", "day"]
 
 # strftime formats truncating SQLite's stored "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) values.
 _SQLITE_BUCKET_FORMATS: dict[str, str] = {
@@ -105,68 +104,52 @@ def as_utc(value: datetime | str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def check_bucket_query(bucket: str, start: datetime | None, end: datetime | None) -> None:
-    """Raise ValueError on an unknown bucket size or a naive start or end."""
-    if bucket not in _SQLITE_BUCKET_FORMATS:
-        raise ValueError(f"bucket must be one of {sorted(_SQLITE_BUCKET_FORMATS)}")
-    if any(bound is not None and bound.utcoffset() is None for bound in (start, end)):
-        raise ValueError("start and end must be timezone-aware")
+def check_bucket(bucket: str) -> None:
+    """Raise ValueError on an unknown bucket size."""
+    if bucket not in BUCKET_SIZES:
+        raise ValueError(f"bucket must be one of {sorted(BUCKET_SIZES)}")
+
+
+_Query = TypeVar("_Query", bound=Select)
 
 
 def of_succeeded_jobs(
-    query: Select[Any],
+    query: _Query,
     job_id: InstrumentedAttribute[str],
     at: InstrumentedAttribute[datetime],
-    *,
-    site: str | None,
-    camera: str | None,
-    start: datetime | None,
-    end: datetime | None,
-) -> Select[Any]:
-    """``query``'s rows (``job_id`` their job, ``at`` their moment) narrowed to succeeded jobs,
-    at ``site`` and ``camera`` where given, with ``at`` in [``start``, ``end``): the filters of
-    every report over time."""
+    filters: ReportFilter,
+) -> _Query:
+    """``query``'s rows (``job_id`` their job, ``at`` their moment) narrowed to what
+    ``filters`` count: the filters of every report over time and of alert windows."""
     query = (
         query.join(Job, Job.id == job_id)
         .join(Camera, Camera.id == Job.camera_id)
         .where(Job.status == JobStatus.SUCCEEDED)
     )
-    if site is not None:
-        query = query.where(Camera.site == site)
-    if camera is not None:
-        query = query.where(Camera.name == camera)
-    if start is not None:
-        query = query.where(at >= start)
-    if end is not None:
-        query = query.where(at < end)
+    if filters.site is not None:
+        query = query.where(Camera.site == filters.site)
+    if filters.camera is not None:
+        query = query.where(Camera.name == filters.camera)
+    if filters.start is not None:
+        query = query.where(at >= filters.start)
+    if filters.end is not None:
+        query = query.where(at <= filters.end if filters.end_inclusive else at < filters.end)
     return query
 
 
 def compliance_timeseries(
-    session: Session,
-    *,
-    site: str | None = None,
-    camera: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    bucket: BucketSize,
+    session: Session, filters: ReportFilter, bucket: BucketSize
 ) -> list[Bucket]:
-    """Face counts of succeeded jobs' frames, grouped by UTC minute, hour or day of capture.
-
-    Args:
-        site: only cameras at this site.
-        camera: only cameras with this name.
-        start: only frames captured at or after this (timezone-aware) time.
-        end: only frames captured before this (timezone-aware) time.
-        bucket: the bucket size.
+    """Face counts of the frames ``filters`` count, grouped by UTC minute, hour or day of
+    capture (``filters.start``/``end`` apply to the capture time).
 
     Returns:
         One Bucket per period that has frames, oldest first; empty periods are left out.
 
     Raises:
-        ValueError: on an unknown bucket size or a naive start or end.
+        ValueError: on an unknown bucket size.
     """
-    check_bucket_query(bucket, start, end)
+    check_bucket(bucket)
     bucket_expr = bucket_start(session.get_bind().dialect.name, bucket).label("bucket_start")
     query = (
         select(
@@ -180,10 +163,7 @@ def compliance_timeseries(
         .group_by(literal_column("bucket_start"))
         .order_by(literal_column("bucket_start"))
     )
-    query = of_succeeded_jobs(
-        query, FrameStat.job_id, FrameStat.captured_at,
-        site=site, camera=camera, start=start, end=end,
-    )
+    query = of_succeeded_jobs(query, FrameStat.job_id, FrameStat.captured_at, filters)
     return [
         Bucket(
             start=as_utc(row[0]),

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from maskwatch.core.counts import PeopleCounts
 from maskwatch.core.labels import MASK_LABELS, Label
 from maskwatch.core.records import TrackRecord
+from maskwatch.core.reports import BucketSize, ReportFilter
 from storage.models import FaceDetection, Job, Track
 from storage.repositories import reports as report_repo
-from storage.repositories.reports import BucketSize
 
 MAX_PAGE_SIZE = 1000
 Box = tuple[float, float, float, float]
@@ -232,30 +232,22 @@ def people_summaries(session: Session, job_ids: Collection[str]) -> dict[str, Pe
 
 
 def people_timeseries(
-    session: Session,
-    *,
-    site: str | None = None,
-    camera: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    bucket: BucketSize,
+    session: Session, filters: ReportFilter, bucket: BucketSize
 ) -> dict[datetime, PeopleCounts]:
-    """People of succeeded jobs by the UTC bucket of their first appearance.
+    """The people ``filters`` count, by the UTC bucket of their first appearance.
 
-    The filters are those of ``reports.compliance_timeseries``; a person is counted once,
-    in the bucket they were first seen in (``start``/``end`` apply to that moment).
+    A person is counted once, in the bucket they were first seen in (``filters.start``/``end``
+    apply to that moment), as ``reports.compliance_timeseries`` counts frames.
 
     Raises:
-        ValueError: on an unknown bucket size or a naive start or end.
+        ValueError: on an unknown bucket size.
     """
-    report_repo.check_bucket_query(bucket, start, end)
+    report_repo.check_bucket(bucket)
     dialect = session.get_bind().dialect.name
     bucket_expr = report_repo.bucket_start(dialect, bucket, Track.first_seen_at)
     query = (
         select(bucket_expr.label("bucket_start"), *people_columns())
         .group_by(literal_column("bucket_start"))
     )
-    query = report_repo.of_succeeded_jobs(
-        query, Track.job_id, Track.first_seen_at, site=site, camera=camera, start=start, end=end
-    )
+    query = report_repo.of_succeeded_jobs(query, Track.job_id, Track.first_seen_at, filters)
     return {report_repo.as_utc(row[0]): people_of(row[1:]) for row in session.execute(query)}
