@@ -38,14 +38,20 @@ class Progress(_Out):
     frames_total: int | None = Field(description="sampled frames expected; None until known")
 
 
-class FaceCountsOut(_Out):
-    """Face counts (maskwatch.core.counts.FaceCounts); compliance_ratio = masked / faces,
-    rounded as every report shows it."""
+class LabelCountsOut(_Out):
+    """Faces by label: the per-face fields of maskwatch.core.counts.FaceCounts
+    (``LABEL_COUNTS``), shown by every count the API returns."""
 
     faces: int
     masked: int
     unmasked: int
     incorrect: int
+
+
+class FaceCountsOut(LabelCountsOut):
+    """Face counts (maskwatch.core.counts.FaceCounts); compliance_ratio = masked / faces,
+    rounded as every report shows it."""
+
     compliance_ratio: float | None
 
     @staticmethod
@@ -142,19 +148,19 @@ class JobPage(BaseModel):
     total: int = Field(description="jobs matching the filters, over all pages")
 
 
-class FrameOut(_Out):
+class _FrameAt(_Out):
+    frame_index: int
+    timestamp_s: float
+
+
+# Fields in reverse MRO order: frame_index, timestamp_s, then the label counts, then mode.
+class FrameOut(LabelCountsOut, _FrameAt):
     """Face counts of one sampled frame; timestamp_s is seconds from the footage start.
 
     mode: "analysed" (detected and classified) or "carried" (the scene had not changed
     since the last analysed frame, whose faces it repeats).
     """
 
-    frame_index: int
-    timestamp_s: float
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
     mode: str
 
 

@@ -130,7 +130,13 @@ def batch_write_cost(
         started = time.perf_counter()
         for batch in range(batches):
             records = [
-                FrameRecord(i, i / 5, faces, faces, 0, 0, [face] * faces)
+                FrameRecord(
+                    frame_index=i,
+                    timestamp_s=i / 5,
+                    faces=faces,
+                    masked=faces,
+                    detections=[face] * faces,
+                )
                 for i in range(batch * frames, (batch + 1) * frames)
             ]
             frame_repo.replace_frames(session, job, records)

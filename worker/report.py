@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ class JobReport:
             "error": self.error,
             **self.counts.to_dict(),
             "people": self.people.to_dict(),
-            "worst_moments": [asdict(m) for m in self.worst_moments],
+            "worst_moments": [m.to_dict() for m in self.worst_moments],
             "settings": self.settings,
             "duration_s": self.duration_s,
         }
@@ -76,11 +76,7 @@ def job_report(session: Session, job: Job, worst: int = 5) -> JobReport:
         if len(moments) == worst or f.unmasked + f.incorrect == 0:
             break
         if all(abs(f.timestamp_s - m.timestamp_s) >= MOMENT_GAP_S for m in moments):
-            moments.append(
-                FrameCounts(
-                    f.frame_index, f.timestamp_s, f.faces, f.masked, f.unmasked, f.incorrect
-                )
-            )
+            moments.append(f)
     duration = None
     if job.started_at is not None and job.finished_at is not None:
         duration = round((job.finished_at - job.started_at).total_seconds(), 3)

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 REPORT_DIGITS: Final = 4  # compliance ratios are shown (CLI, API, CSV) to 4 decimal places
+# FaceCounts' per-face fields, in the order every report shows them.
+LABEL_COUNTS: Final = ("faces", "masked", "unmasked", "incorrect")
 
 
 def compliance_ratio(masked: int, faces: int) -> float | None:
@@ -41,8 +43,9 @@ class FaceCounts:
         return compliance_ratio(self.masked, self.faces)
 
     def __add__(self, other: FaceCounts) -> FaceCounts:
+        # fields(FaceCounts), not fields(self): a FrameCounts adds up to plain totals.
         return FaceCounts(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(FaceCounts)}
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,9 @@ imports."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from maskwatch.core.counts import LABEL_COUNTS, FaceCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,19 +23,29 @@ class FaceRecord:
     track_key: int | None = None  # the segment's tracker id of this face's track, if any
 
 
-@dataclass(frozen=True, slots=True)
-class FrameCounts:
-    """Face counts of one analysed frame; timestamp_s is seconds from the footage start."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameCounts(FaceCounts):
+    """The face counts of one analysed frame: the totals type over that frame alone (its
+    ``frames`` is 1 and ``frames_with_faces`` 1 when it has a face, whatever is passed), so
+    that frames add up to a job's totals. timestamp_s is seconds from the footage start."""
 
     frame_index: int
     timestamp_s: float
-    faces: int
-    masked: int
-    unmasked: int
-    incorrect: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frames", 1)
+        object.__setattr__(self, "frames_with_faces", int(self.faces > 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The frame as the CLI's JSON report lists a worst moment."""
+        return {
+            "frame_index": self.frame_index,
+            "timestamp_s": self.timestamp_s,
+            **{name: getattr(self, name) for name in LABEL_COUNTS},
+        }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FrameRecord(FrameCounts):
     """One analysed frame as the pipeline hands it to storage: its counts and its faces."""
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from maskwatch.core.counts import FaceCounts
+from maskwatch.core.records import FrameCounts
 from maskwatch.core.reports import BUCKET_SIZES, BucketSize, ReportFilter
 from storage.models import Camera, FrameStat, Job, JobStatus
 
@@ -59,7 +60,7 @@ def job_summary(session: Session, job_id: str) -> FaceCounts:
     return FaceCounts(*(int(value) for value in row))
 
 
-def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameStat]:
+def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameCounts]:
     """The frames with faces that have the most non-compliant faces.
 
     Ordered by unmasked + incorrect (descending), then by the masked share (ascending),
@@ -68,7 +69,14 @@ def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameSta
     if limit < 1:
         raise ValueError("limit must be >= 1")
     query = (
-        select(FrameStat)
+        select(
+            FrameStat.frame_index,
+            FrameStat.timestamp_s,
+            FrameStat.faces,
+            FrameStat.masked,
+            FrameStat.unmasked,
+            FrameStat.incorrect,
+        )
         .where(FrameStat.job_id == job_id, FrameStat.faces > 0)
         .order_by(
             (FrameStat.unmasked + FrameStat.incorrect).desc(),
@@ -77,7 +85,7 @@ def worst_frames(session: Session, job_id: str, limit: int = 5) -> list[FrameSta
         )
         .limit(limit)
     )
-    return list(session.scalars(query))
+    return [FrameCounts(**row._asdict()) for row in session.execute(query)]
 
 
 def bucket_start(

@@ -48,7 +48,13 @@ def frame(
         for _ in range(count)
     ]
     return FrameRecord(
-        index, timestamp_s, masked + unmasked + incorrect, masked, unmasked, incorrect, faces
+        frame_index=index,
+        timestamp_s=timestamp_s,
+        faces=masked + unmasked + incorrect,
+        masked=masked,
+        unmasked=unmasked,
+        incorrect=incorrect,
+        detections=faces,
     )
 
 

@@ -17,6 +17,7 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.core.counts import LABEL_COUNTS
 from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
 from tests.db_support import add_video_job
@@ -321,44 +322,30 @@ def wait_for_stored_batch(
 
 FrameRow = tuple[int, float, int, int, int, int]
 FaceRow = tuple[int, float, float, float, float, str, float, float]
+FRAME_COLUMNS = ("frame_index", "timestamp_s", *LABEL_COUNTS)
+FACE_COLUMNS = ("frame_index", "x1", "y1", "x2", "y2", "label", "score", "face_prob")
 
 
-def _sorted_rows(
-    session_factory: sessionmaker[Session], where: Any, *columns: Any
+def _job_rows(
+    session_factory: sessionmaker[Session],
+    table: type[FrameStat] | type[FaceDetection],
+    job_id: str,
+    columns: tuple[str, ...],
 ) -> list[Any]:
-    """``columns`` of the rows that match ``where``, as tuples in sorted order."""
+    """``columns`` of the job's rows in ``table``, as tuples in sorted order."""
+    query = select(*(getattr(table, name) for name in columns)).where(table.job_id == job_id)
     with session_factory() as session:
-        return sorted(tuple(row) for row in session.execute(select(*columns).where(where)))
+        return sorted(tuple(row) for row in session.execute(query))
 
 
 def frame_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FrameRow]:
     """(frame_index, timestamp_s, faces, masked, unmasked, incorrect) in frame order."""
-    return _sorted_rows(
-        session_factory,
-        FrameStat.job_id == job_id,
-        FrameStat.frame_index,
-        FrameStat.timestamp_s,
-        FrameStat.faces,
-        FrameStat.masked,
-        FrameStat.unmasked,
-        FrameStat.incorrect,
-    )
+    return _job_rows(session_factory, FrameStat, job_id, FRAME_COLUMNS)
 
 
 def face_rows(session_factory: sessionmaker[Session], job_id: str) -> list[FaceRow]:
     """Every stored face of the job, ordered by frame and position."""
-    return _sorted_rows(
-        session_factory,
-        FaceDetection.job_id == job_id,
-        FaceDetection.frame_index,
-        FaceDetection.x1,
-        FaceDetection.y1,
-        FaceDetection.x2,
-        FaceDetection.y2,
-        FaceDetection.label,
-        FaceDetection.score,
-        FaceDetection.face_prob,
-    )
+    return _job_rows(session_factory, FaceDetection, job_id, FACE_COLUMNS)
 
 
 def frames_stored_once(session_factory: sessionmaker[Session], job_id: str) -> list[FrameRow]:

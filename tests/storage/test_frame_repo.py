@@ -139,9 +139,22 @@ def test_replace_frames_does_not_touch_other_jobs(
 @pytest.mark.parametrize(
     ("records", "message"),
     [
-        ([FrameRecord(1, 0.0, 1, 1, 0, 0), FrameRecord(1, 0.2, 0, 0, 0, 0)], "twice"),
-        ([FrameRecord(1, 0.0, 1, 1, 0, 0, [face(label="mask")])], "unknown label"),
-        ([FrameRecord(1, 0.0, -1, 0, 0, 0)], "negative"),
+        (
+            [
+                FrameRecord(frame_index=1, timestamp_s=0.0, faces=1, masked=1),
+                FrameRecord(frame_index=1, timestamp_s=0.2),
+            ],
+            "twice",
+        ),
+        (
+            [
+                FrameRecord(
+                    frame_index=1, timestamp_s=0.0, faces=1, detections=[face(label="mask")]
+                )
+            ],
+            "unknown label",
+        ),
+        ([FrameRecord(frame_index=1, timestamp_s=0.0, faces=-1)], "negative"),
     ],
 )
 def test_replace_frames_rejects_bad_records(

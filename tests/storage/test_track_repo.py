@@ -69,7 +69,13 @@ def frames(first: int, last: int, faces: dict[int, Box]) -> list[FrameRecord]:
             for key, box in faces.items()
         ]
         out.append(
-            FrameRecord(index, index * 0.1, len(detections), len(detections), 0, 0, detections)
+            FrameRecord(
+                frame_index=index,
+                timestamp_s=index * 0.1,
+                faces=len(detections),
+                masked=len(detections),
+                detections=detections,
+            )
         )
     return out
 
