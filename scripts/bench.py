@@ -10,24 +10,21 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (puts the repository root on sys.path)
+import torch
 
-import torch  # noqa: E402
-
-from maskwatch.runtime import analysis_settings  # noqa: E402
-from maskwatch.settings import Settings  # noqa: E402
-from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.models import InputKind, Job  # noqa: E402
-from storage.repositories import cameras, frames, jobs  # noqa: E402
-from worker.jobs import run_job  # noqa: E402
-from worker.pipeline.analyze import frame_record, load_models  # noqa: E402
-from worker.pipeline.decode import iter_frames, output_size, probe  # noqa: E402
+from maskwatch.runtime import analysis_settings
+from maskwatch.settings import Settings
+from storage.db import make_engine, make_session_factory, upgrade
+from storage.models import InputKind, Job
+from storage.repositories import cameras, frames, jobs
+from worker.jobs import run_job
+from worker.pipeline.analyze import frame_record, load_models
+from worker.pipeline.decode import iter_frames, output_size, probe
 
 
 def reference_clip(out_dir: Path) -> Path:

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
+import _repo  # noqa: F401  (puts the repository root on sys.path)
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from api.app import create_app  # noqa: E402
-from maskwatch.settings import Settings  # noqa: E402
-from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.repositories import api_keys as key_repo  # noqa: E402
+from api.app import create_app
+from maskwatch.settings import Settings
+from storage.db import make_engine, make_session_factory, upgrade
+from storage.repositories import api_keys as key_repo
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = "2025-01-01 00:00:00+00"

@@ -16,7 +16,6 @@ The machine is shared: compare the ratio within one run, not absolute figures ac
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,19 +23,17 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from _repo import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from maskwatch.core.analysis import AnalysisSettings  # noqa: E402
-from worker.pipeline.decode import (  # noqa: E402
+from maskwatch.core.analysis import AnalysisSettings
+from worker.pipeline.decode import (
     ACCEPTED_DEMUXERS,
     MediaInfo,
     iter_frames,
     output_size,
     probe,
 )
-from worker.pipeline.sampling import (  # noqa: E402
+from worker.pipeline.sampling import (
     fps_fraction,
     frame_range,
     is_sample,

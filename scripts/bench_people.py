@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo import ROOT
 
 STAGES = ("decode", "gating", "detection", "classification", "tracking", "storage")
 SPENT: dict[str, float] = defaultdict(float)

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (puts the repository root on sys.path)
 
-from worker.pipeline.config import AnalysisSettings  # noqa: E402
-from worker.pipeline.decode import probe  # noqa: E402
-from worker.planning import WorkLimits, plan_work  # noqa: E402
+from worker.pipeline.config import AnalysisSettings
+from worker.pipeline.decode import probe
+from worker.planning import WorkLimits, plan_work
 
 
 def best_of(repeat: int, run: Callable[[], object]) -> float:

@@ -16,31 +16,28 @@ import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (puts the repository root on sys.path)
+import redis
 
-import redis  # noqa: E402
-
-from maskwatch.core.records import FaceRecord, FrameRecord  # noqa: E402
-from maskwatch.settings import Settings  # noqa: E402
-from scripts.cluster_support import fresh_database  # noqa: E402
-from storage.db import make_engine, make_session_factory  # noqa: E402
-from storage.repositories import frames as frame_repo  # noqa: E402
-from storage.repositories import jobs as job_repo  # noqa: E402
-from tests.db_support import add_video_job  # noqa: E402
-from tests.distributed.dist_support import (  # noqa: E402
+from maskwatch.core.records import FaceRecord, FrameRecord
+from maskwatch.settings import Settings
+from scripts.cluster_support import fresh_database
+from storage.db import make_engine, make_session_factory
+from storage.repositories import frames as frame_repo
+from storage.repositories import jobs as job_repo
+from tests.db_support import add_video_job
+from tests.distributed.dist_support import (
     WorkerFleet,
     create_job,
     segment_rows,
     wait_finished,
 )
-from worker.celery_app import create_app  # noqa: E402
-from worker.dispatch import enqueue_job  # noqa: E402
+from worker.celery_app import create_app
+from worker.dispatch import enqueue_job
 
 logger = logging.getLogger("bench_scaling")
 

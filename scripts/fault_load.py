@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -37,41 +36,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (puts the repository root on sys.path)
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
-import httpx  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from ml.footage import make_composition_video  # noqa: E402
-from scripts.cluster_support import ADMIN_URL, fresh_database  # noqa: E402
-from storage.db import make_engine, make_session_factory, upgrade  # noqa: E402
-from storage.models import (  # noqa: E402
+from ml.footage import make_composition_video
+from scripts.cluster_support import ADMIN_URL, fresh_database
+from storage.db import make_engine, make_session_factory, upgrade
+from storage.models import (
     FrameStat,
     Job,
     JobSegment,
     JobStatus,
     SegmentStatus,
 )
-from storage.repositories import api_keys as key_repo  # noqa: E402
-from storage.repositories import jobs as job_repo  # noqa: E402
-from storage.repositories import reports as report_repo  # noqa: E402
-from tests.distributed.dist_support import (  # noqa: E402
+from storage.repositories import api_keys as key_repo
+from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
+from tests.distributed.dist_support import (
     RedisServer,
     WorkerFleet,
     create_job,
 )
-from tests.polling import wait_for  # noqa: E402
-from tests.processes import (  # noqa: E402
+from tests.polling import wait_for
+from tests.processes import (
     Process,
     free_port,
     start,
     wait_for_api,
     with_repo_path,
 )
-from worker.jobs import run_job  # noqa: E402
-from worker.pipeline.analyze import AnalysisSettings, load_models  # noqa: E402
+from worker.jobs import run_job
+from worker.pipeline.analyze import AnalysisSettings, load_models
 
 logger = logging.getLogger("fault_load")
 

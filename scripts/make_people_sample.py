@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a plain script: make `ml` importable
+from _repo import ROOT
 
-from ml.people_footage import DEMO, DEMO_PEOPLE, DEMO_SECONDS, make_people_video  # noqa: E402
+from ml.people_footage import DEMO, DEMO_PEOPLE, DEMO_SECONDS, make_people_video
 
 FPS = 10
 SIZE = (640, 360)

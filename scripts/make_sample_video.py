@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a plain script: make `ml` importable
+from _repo import ROOT
 
-from ml.footage import (  # noqa: E402
+from ml.footage import (
     BACKGROUND_RGB,
     expected_counts,
     face_paths,

@@ -15,24 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (puts the repository root on sys.path)
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
 
-from celery import Celery  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
-
-from maskwatch.settings import Settings  # noqa: E402
-from ml.footage import make_composition_video  # noqa: E402
-from scripts.cluster_support import fresh_database  # noqa: E402
-from storage.db import make_engine, make_session_factory  # noqa: E402
-from storage.models import JobStatus  # noqa: E402
-from tests.distributed.dist_support import (  # noqa: E402
+from maskwatch.settings import Settings
+from ml.footage import make_composition_video
+from scripts.cluster_support import fresh_database
+from storage.db import make_engine, make_session_factory
+from storage.models import JobStatus
+from tests.distributed.dist_support import (
     RedisServer,
     WorkerFleet,
     get_job,
@@ -40,9 +37,9 @@ from tests.distributed.dist_support import (  # noqa: E402
     submit_job,
     wait_finished,
 )
-from tests.polling import wait_for  # noqa: E402
-from tests.processes import free_port  # noqa: E402
-from worker.celery_app import create_app  # noqa: E402
+from tests.polling import wait_for
+from tests.processes import free_port
+from worker.celery_app import create_app
 
 logger = logging.getLogger("measure_fairness")
 
