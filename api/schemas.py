@@ -210,6 +210,10 @@ class TrackPage(BaseModel):
     total: int = Field(description="tracks (people) the job has, over all pages")
 
 
+# The PeopleCountsOut fields a bucket shows as people_<name> (people itself: total).
+_FLAT_PEOPLE = ("masked", "unmasked", "incorrect", "compliance_ratio")
+
+
 class BucketOut(FaceCountsOut):
     """Totals of the frames captured in [bucket_start, bucket_start + bucket) (face-frames),
     and of the people first seen in it (people_*: PeopleCountsOut's fields, flat for CSV)."""
@@ -226,15 +230,8 @@ class BucketOut(FaceCountsOut):
         counts = cls.fields_of(bucket.counts)
         del counts["frames"], counts["frames_with_faces"]  # a bucket counts faces only
         who = PeopleCountsOut.of(people or PeopleCounts())
-        return cls(
-            bucket_start=bucket.start,
-            **counts,
-            people=who.total,
-            people_masked=who.masked,
-            people_unmasked=who.unmasked,
-            people_incorrect=who.incorrect,
-            people_compliance_ratio=who.compliance_ratio,
-        )
+        flat = {f"people_{name}": getattr(who, name) for name in _FLAT_PEOPLE}
+        return cls(bucket_start=bucket.start, **counts, people=who.total, **flat)
 
 
 class ReportOut(BaseModel):

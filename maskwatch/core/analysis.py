@@ -3,7 +3,7 @@ share of them. Their defaults are defined here once; maskwatch.settings derives 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 MAX_SAMPLE_FPS = 120.0  # frames analysed per second of footage, at most
@@ -48,16 +48,12 @@ class AnalysisSettings:
             )
 
     def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(
-            min_face_size=self.min_face_size,
-            thresholds=self.detector_thresholds,
-            face_threshold=self.face_threshold,
-            upscale=self.upscale,
-            min_detect_side=self.min_detect_side,
-            detector_weights=self.detector_weights,
-            mono_thresholds=self.mono_thresholds,
-            mono_face_threshold=self.mono_face_threshold,
-        )
+        """The detector's share of these settings: every DetectorConfig field has the same
+        name here, but ``thresholds`` (``detector_thresholds`` here)."""
+        shared = {
+            f.name: getattr(self, f.name) for f in fields(DetectorConfig) if f.name != "thresholds"
+        }
+        return DetectorConfig(thresholds=self.detector_thresholds, **shared)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
