@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from maskwatch.core.labels import MASK_LABELS
 from maskwatch.core.records import FaceRecord, FrameRecord
 from storage.models import FaceDetection, FrameStat, Job
+from storage.repositories.pages import page_of
 
 MAX_PAGE_SIZE = 1000
 
@@ -123,17 +124,14 @@ def list_frames(
     session: Session, job_id: str, offset: int = 0, limit: int = 100
 ) -> tuple[list[FrameStat], int]:
     """One page of the job's frames in frame order, and the job's frame count."""
-    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise ValueError(f"need offset >= 0 and 1 <= limit <= {MAX_PAGE_SIZE}")
-    total = session.scalar(select(func.count(FrameStat.id)).where(FrameStat.job_id == job_id))
-    frames = session.scalars(
-        select(FrameStat)
-        .where(FrameStat.job_id == job_id)
-        .order_by(FrameStat.frame_index)
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(frames), total or 0
+    return page_of(
+        session,
+        select(FrameStat).where(FrameStat.job_id == job_id).order_by(FrameStat.frame_index),
+        select(func.count(FrameStat.id)).where(FrameStat.job_id == job_id),
+        offset=offset,
+        limit=limit,
+        max_size=MAX_PAGE_SIZE,
+    )
 
 
 def list_detections(

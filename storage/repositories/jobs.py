@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, CursorResult, case, delete, func, literal,
 from sqlalchemy.orm import Session, contains_eager
 
 from storage.models import Camera, InputKind, Job, JobStatus, UTCDateTime, utcnow
+from storage.repositories.pages import page_of
 
 MAX_ERROR_CHARS = 2000
 MAX_PAGE_SIZE = 500
@@ -196,8 +197,6 @@ def list_jobs(
         offset: jobs to skip.
         limit: page size, 1 to 500.
     """
-    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise ValueError(f"need offset >= 0 and 1 <= limit <= {MAX_PAGE_SIZE}")
     conditions: list[ColumnElement[bool]] = []
     if site is not None:
         conditions.append(Camera.site == site)
@@ -208,17 +207,18 @@ def list_jobs(
     elif status is not None:
         conditions.append(Job.status.in_(list(status)))
 
-    total = session.scalar(select(func.count(Job.id)).join(Job.camera).where(*conditions))
-    jobs = session.scalars(
+    return page_of(
+        session,
         select(Job)
         .join(Job.camera)
         .options(contains_eager(Job.camera))
         .where(*conditions)
-        .order_by(Job.created_at.desc(), Job.id)
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(jobs), total or 0
+        .order_by(Job.created_at.desc(), Job.id),
+        select(func.count(Job.id)).join(Job.camera).where(*conditions),
+        offset=offset,
+        limit=limit,
+        max_size=MAX_PAGE_SIZE,
+    )
 
 
 def delete_job(session: Session, job_id: str) -> bool:

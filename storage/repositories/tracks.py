@@ -15,6 +15,7 @@ from maskwatch.core.records import TrackRecord
 from maskwatch.core.reports import BucketSize, ReportFilter
 from storage.models import FaceDetection, Job, Track
 from storage.repositories import reports as report_repo
+from storage.repositories.pages import page_of
 
 MAX_PAGE_SIZE = 1000
 Box = tuple[float, float, float, float]
@@ -165,17 +166,16 @@ def list_tracks(
     session: Session, job_id: str, offset: int = 0, limit: int = 100
 ) -> tuple[list[Track], int]:
     """One page of the job's tracks in order of appearance, and the job's track count."""
-    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise ValueError(f"need offset >= 0 and 1 <= limit <= {MAX_PAGE_SIZE}")
-    total = session.scalar(select(func.count(Track.id)).where(Track.job_id == job_id))
-    tracks = session.scalars(
+    return page_of(
+        session,
         select(Track)
         .where(Track.job_id == job_id)
-        .order_by(Track.track_index, Track.first_s, Track.id)
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(tracks), total or 0
+        .order_by(Track.track_index, Track.first_s, Track.id),
+        select(func.count(Track.id)).where(Track.job_id == job_id),
+        offset=offset,
+        limit=limit,
+        max_size=MAX_PAGE_SIZE,
+    )
 
 
 def _total(column: Any) -> Any:
