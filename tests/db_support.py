@@ -12,12 +12,14 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from maskwatch.core.records import FrameRecord
+from maskwatch.core.records import FrameRecord, TrackRecord
 from storage.db import upgrade
 from storage.models import InputKind, Job, JobStatus
 from storage.repositories import cameras as camera_repo
 from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
+from storage.repositories import tracks as track_repo
+from worker.people import finalise_tracks
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MASKWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -103,16 +105,22 @@ def settle_job(
     *,
     frames_total: int | None = None,
     error: str = "no frame could be decoded",
+    people: Sequence[TrackRecord] = (),
 ) -> None:
     """Take a queued job to ``status`` as a worker would: running with ``frames_total``
-    (default: as many as ``frames``), ``frames`` stored, then finished (not committed)."""
+    (default: as many as ``frames``), ``frames`` and the tracks of ``people`` stored (a
+    face whose track_key names one of them refers to its track), then finished (not
+    committed)."""
     if status is JobStatus.QUEUED:
         return
     total = len(frames) if frames_total is None else frames_total
     job_repo.mark_running(session, job, frames_total=total)
+    track_ids = track_repo.save_tracks(session, job, people, {}) if people else {}
     if frames:
-        frame_repo.replace_frames(session, job, list(frames))
+        frame_repo.replace_frames(session, job, list(frames), track_ids=track_ids)
         job_repo.add_progress(session, job.id, len(frames))
+    if people:
+        finalise_tracks(session, job)
     if status is JobStatus.SUCCEEDED:
         job_repo.mark_succeeded(session, job)
     elif status is JobStatus.FAILED:

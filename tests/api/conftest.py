@@ -21,9 +21,6 @@ from maskwatch.core.records import FrameRecord, TrackRecord
 from maskwatch.settings import Settings
 from storage.models import Job, JobStatus
 from storage.repositories import api_keys as key_repo
-from storage.repositories import frames as frame_repo
-from storage.repositories import jobs as job_repo
-from storage.repositories import tracks as track_repo
 from tests.api.api_support import (
     BACKENDS,
     POSTGRES_DATABASE,
@@ -31,8 +28,7 @@ from tests.api.api_support import (
     ModelLoader,
     Queue,
 )
-from tests.db_support import add_video_job, migrated_database
-from worker.people import finalise_tracks
+from tests.db_support import add_video_job, migrated_database, settle_job
 
 MAX_UPLOAD_BYTES = 256 * 1024  # small, so that the oversize tests stay fast
 MAX_CLASSIFY_BYTES = 128 * 1024
@@ -167,21 +163,7 @@ def make_job(session: Session) -> Callable[..., Job]:
             camera=camera,
             recorded_at=recorded_at,
         )
-        if status is not JobStatus.QUEUED:
-            job_repo.mark_running(session, job, frames_total=len(frames or []))
-        # Faces whose track_key names one of ``people`` refer to its stored track.
-        track_ids = track_repo.save_tracks(session, job, people, {}) if people else {}
-        if frames:
-            frame_repo.replace_frames(session, job, frames, track_ids=track_ids)
-            job_repo.add_progress(session, job.id, len(frames))
-        if people:
-            finalise_tracks(session, job)
-        if status is JobStatus.SUCCEEDED:
-            job_repo.mark_succeeded(session, job)
-        elif status is JobStatus.FAILED:
-            job_repo.mark_failed(session, job, error)
-        elif status is JobStatus.CANCELLED:
-            job_repo.mark_cancelled(session, job)
+        settle_job(session, job, status, frames or [], people=people or [], error=error)
         session.commit()
         return job
 
