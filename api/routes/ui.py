@@ -8,11 +8,12 @@ out at its next click) and shows only what the key's site may see.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, status
 from fastapi import Path as UrlPath
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -268,39 +269,45 @@ def _progress(job: Job) -> int | None:
     return min(100, round(100 * job.frames_done / job.frames_total))
 
 
-def _jobs(session: Session, caller: Caller, status_: JobStatus | None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _JobList:
+    """The newest jobs the caller may see (of one status, when asked), as the list shows them."""
+
+    caller: Caller
+    status: JobStatus | None
+    rows: list[dict[str, Any]]
+
+
+def _job_list(
+    request: Request,
+    session: SessionDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+) -> _JobList:
+    caller = _caller(request, session)
     found, _ = job_repo.list_jobs(session, site=caller.site, status=status_, limit=JOBS_SHOWN)
     succeeded = [job.id for job in found if job.status is JobStatus.SUCCEEDED]
     totals = dashboard_repo.job_summaries(session, succeeded)
     people = track_repo.people_summaries(session, succeeded)
-    return [
-        _job_row(job, totals.get(job.id), people.get(job.id, PeopleCounts())) for job in found
-    ]
+    rows = [_job_row(job, totals.get(job.id), people.get(job.id, PeopleCounts())) for job in found]
+    return _JobList(caller, status_, rows)
+
+
+JobListDep = Annotated[_JobList, Depends(_job_list)]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(
-    request: Request,
-    session: SessionDep,
-    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-) -> HTMLResponse:
+def jobs_page(request: Request, listed: JobListDep) -> HTMLResponse:
     """The newest jobs; the page refreshes their status and progress while any is unfinished."""
-    caller = _caller(request, session)
     return _page(
-        request, "ui/jobs.html", caller, jobs=_jobs(session, caller, status_),
-        status=status_.value if status_ else "", statuses=[s.value for s in JobStatus],
+        request, "ui/jobs.html", listed.caller, jobs=listed.rows,
+        status=listed.status.value if listed.status else "", statuses=[s.value for s in JobStatus],
     )
 
 
 @router.get("/jobs.json")
-def jobs_json(
-    request: Request,
-    session: SessionDep,
-    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-) -> JSONResponse:
+def jobs_json(listed: JobListDep) -> JSONResponse:
     """What the job list's script polls (the cookie's key, like the page)."""
-    caller = _caller(request, session)
-    response = JSONResponse({"items": _jobs(session, caller, status_)})
+    response = JSONResponse({"items": listed.rows})
     response.headers.update(SECURITY_HEADERS)
     return response
 
