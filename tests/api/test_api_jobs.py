@@ -386,12 +386,7 @@ def test_two_files_are_refused(
 
 
 def test_queue_down_fails_the_job_and_answers_503(
-    client: TestClient,
-    keys: Keys,
-    session: Session,
-    queue: Queue,
-    tmp_path: Path,
-    video_bytes: bytes,
+    client: TestClient, keys: Keys, queue: Queue, tmp_path: Path, video_bytes: bytes
 ) -> None:
     queue.fail = True
     response = submit(client, keys.north, video_bytes, camera="gate")
