@@ -343,8 +343,8 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> HTMLResponse
     tracks, track_total = track_repo.list_tracks(session, job.id, limit=TRACKS_SHOWN)
     chart = {
         "labels": [p.start_s for p in timeline],
-        "compliance_percent": [_chart_percent(p.compliance_ratio) for p in timeline],
-        "faces": [p.faces for p in timeline],
+        "compliance_percent": [_chart_percent(p.counts.compliance_ratio) for p in timeline],
+        "faces": [p.counts.faces for p in timeline],
         "worst": [],
     }
     return _page(

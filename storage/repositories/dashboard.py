@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maskwatch.core.counts import FaceCounts, PeopleCounts, compliance_ratio
+from maskwatch.core.counts import FaceCounts, PeopleCounts
 from storage.models import Camera, FrameStat, Job, JobStatus
 from storage.repositories import tracks as track_repo
 
@@ -30,15 +30,11 @@ class CameraOverview:
 
 @dataclass(frozen=True, slots=True)
 class TimelinePoint:
-    """Faces of a job's frames in [start_s, start_s + width) of its footage."""
+    """Faces of a job's frames in [start_s, start_s + width) of its footage (``counts``:
+    faces and masked only)."""
 
     start_s: float
-    faces: int
-    masked: int
-
-    @property
-    def compliance_ratio(self) -> float | None:
-        return compliance_ratio(self.masked, self.faces)
+    counts: FaceCounts
 
 
 def camera_overview(session: Session, site: str | None = None) -> list[CameraOverview]:
@@ -163,7 +159,7 @@ def job_timeline(session: Session, job_id: str, points: int = 200) -> list[Timel
         totals[0] += faces
         totals[1] += masked
     return [
-        TimelinePoint(start_s=round(index * width, 3), faces=faces, masked=masked)
+        TimelinePoint(round(index * width, 3), FaceCounts(faces=faces, masked=masked))
         for index, (faces, masked) in sorted(bins.items())
     ]
 
