@@ -155,13 +155,12 @@ def test_a_segment_that_keeps_killing_its_worker_fails_the_job(
     for _ in range(2):
         assert _claim(factory, job_id, 1, "task-a", max_attempts=2) is not None
     assert _claim(factory, job_id, 1, "task-a", max_attempts=2) is None
+    assert _outcome(factory, job_id) == (
+        JobStatus.FAILED,
+        "segment 1 (4 s to 8 s) was started 2 times without finishing; "
+        "its worker process keeps dying (out of memory?)",
+    )
     with factory() as session:
-        job = job_repo.get_job(session, job_id)
-        assert job is not None and job.status is JobStatus.FAILED
-        assert job.error == (
-            "segment 1 (4 s to 8 s) was started 2 times without finishing; "
-            "its worker process keeps dying (out of memory?)"
-        )
         statuses = [s.status for s in segment_repo.list_segments(session, job_id)]
     assert statuses == [SegmentStatus.CANCELLED, SegmentStatus.FAILED]
 
@@ -321,45 +320,48 @@ class _Process:
 
     session_factory: sessionmaker[Session]
     settings: Settings = field(default_factory=lambda: Settings(segment_seconds=4))
+    sent: list[tuple[str, list[int]]] = field(default_factory=list)  # (job id, segments) sent
 
 
 @pytest.fixture
-def task_process(
-    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
-) -> tuple[_Process, list[tuple[str, list[int]]]]:
+def task_process(factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> _Process:
     import worker.tasks
 
     process = _Process(factory)
-    sent: list[tuple[str, list[int]]] = []
     monkeypatch.setattr(worker.tasks, "worker_process", lambda: process)
     monkeypatch.setattr(
         worker.tasks,
         "enqueue_segments",
-        lambda job_id, indices, **_: sent.append((job_id, indices)),
+        lambda job_id, indices, **_: process.sent.append((job_id, indices)),
     )
-    return process, sent
+    return process
 
 
-def _queued_job(factory: sessionmaker[Session], path: Path) -> str:
+@pytest.fixture
+def ten_seconds(tmp_path: Path) -> Path:
+    """A 10 s clip (five 2 s shots of one face)."""
+    from ml.footage import make_composition_video
+
+    return make_composition_video(tmp_path / "0f3a9c.mp4", [(1, 0)] * 5)
+
+
+def _queued_job(factory: sessionmaker[Session], path: Path, input_name: str | None = None) -> str:
     with factory() as session:
-        job = add_video_job(session, path, settings={"sample_fps": 2.0}, site="unit")
+        job = add_video_job(
+            session, path, settings={"sample_fps": 2.0}, site="unit", input_name=input_name
+        )
         session.commit()
         return job.id
 
 
 def test_start_job_plans_segments_and_sends_them_once(
-    factory: sessionmaker[Session],
-    task_process: tuple[_Process, list[tuple[str, list[int]]]],
-    tmp_path: Path,
+    factory: sessionmaker[Session], task_process: _Process, ten_seconds: Path
 ) -> None:
-    from ml.footage import make_composition_video
     from worker.tasks import start_job
 
-    _, sent = task_process
-    video = make_composition_video(tmp_path / "ten.mp4", [(1, 0)] * 5)  # 10 s
-    job_id = _queued_job(factory, video)
+    job_id = _queued_job(factory, ten_seconds)
     start_job.run(job_id)
-    assert sent == [(job_id, [0, 1, 2])]
+    assert task_process.sent == [(job_id, [0, 1, 2])]
     with factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None and (job.status, job.frames_total) == (JobStatus.RUNNING, 20)
@@ -368,31 +370,28 @@ def test_start_job_plans_segments_and_sends_them_once(
     # A duplicate or redelivered start re-sends the segments still pending, plans nothing.
     assert _claim(factory, job_id, 0, "task-0") is not None
     start_job.run(job_id)
-    assert sent[-1] == (job_id, [1, 2])
+    assert task_process.sent[-1] == (job_id, [1, 2])
 
 
 def test_start_job_fails_bad_input_without_raising(
-    factory: sessionmaker[Session],
-    task_process: tuple[_Process, list[tuple[str, list[int]]]],
-    tmp_path: Path,
+    factory: sessionmaker[Session], task_process: _Process, tmp_path: Path
 ) -> None:
     from worker.tasks import start_job
 
-    _, sent = task_process
     bad = tmp_path / "menu.mp4"
     bad.write_text("soup of the day\n")
     job_id = _queued_job(factory, bad)
     start_job.run(job_id)  # no exception: nothing for Celery to retry
-    assert sent == []
+    assert task_process.sent == []
     with factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None and job.status is JobStatus.FAILED
         assert job.error is not None and job.error.startswith("menu.mp4: not a readable video")
 
 
+@pytest.mark.usefixtures("task_process")
 def test_on_failure_fails_the_job_on_a_bug_but_not_on_a_transient_fault(
     factory: sessionmaker[Session],
-    task_process: tuple[_Process, list[tuple[str, list[int]]]],
 ) -> None:
     from worker.tasks import process_segment
 
@@ -400,7 +399,7 @@ def test_on_failure_fails_the_job_on_a_bug_but_not_on_a_transient_fault(
     assert _claim(factory, job_id, 1, "task-1") is not None
     transient = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
     process_segment.on_failure(transient, "task-1", (job_id, 1), {}, None)
-    assert _job_status(factory, job_id) is JobStatus.RUNNING
+    assert _outcome(factory, job_id) == (JobStatus.RUNNING, None)
 
     process_segment.on_failure(RuntimeError("boom"), "task-1", (job_id, 1), {}, None)
     with factory() as session:
@@ -411,37 +410,28 @@ def test_on_failure_fails_the_job_on_a_bug_but_not_on_a_transient_fault(
     assert statuses == [SegmentStatus.CANCELLED, SegmentStatus.FAILED]
 
 
-def _job_status(factory: sessionmaker[Session], job_id: str) -> JobStatus:
+def _outcome(factory: sessionmaker[Session], job_id: str) -> tuple[JobStatus, str | None]:
+    """The job's status and error."""
     with factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None
-        return job.status
+        return job.status, job.error
 
 
 def test_start_job_fails_a_job_over_the_limits_naming_the_users_file(
-    factory: sessionmaker[Session],
-    task_process: tuple[_Process, list[tuple[str, list[int]]]],
-    tmp_path: Path,
+    factory: sessionmaker[Session], task_process: _Process, ten_seconds: Path
 ) -> None:
-    from ml.footage import make_composition_video
     from worker.tasks import start_job
 
-    process, sent = task_process
     # The API accepted it under a higher limit, or before the limit was lowered.
-    process.settings = Settings(segment_seconds=4, max_job_duration_s=5)
-    stored = make_composition_video(tmp_path / "0f3a9c.mp4", [(1, 0)] * 5)  # 10 s
-    with factory() as session:
-        job_id = add_video_job(
-            session, stored, site="unit", input_name="lobby.mp4", settings={"sample_fps": 2.0}
-        ).id
-        session.commit()
+    task_process.settings = Settings(segment_seconds=4, max_job_duration_s=5)
+    job_id = _queued_job(factory, ten_seconds, input_name="lobby.mp4")
     start_job.run(job_id)
-    assert sent == []
+    assert task_process.sent == []
+    assert _outcome(factory, job_id) == (
+        JobStatus.FAILED,
+        "lobby.mp4: more than 5 s of footage to analyse; a job may analyse at most "
+        "5 s: split the file into shorter ones",
+    )
     with factory() as session:
-        job = job_repo.get_job(session, job_id)
-        assert job is not None and job.status is JobStatus.FAILED
-        assert job.error == (
-            "lobby.mp4: more than 5 s of footage to analyse; a job may analyse at most "
-            "5 s: split the file into shorter ones"
-        )
         assert segment_repo.list_segments(session, job_id) == []
