@@ -19,6 +19,7 @@ from tests.distributed.dist_support import (
     SCENES_16S,
     SCENES_20S,
     WORKER_ENV,
+    Cluster,
     RedisServer,
     WorkerFleet,
 )
@@ -86,7 +87,7 @@ def celery_client(broker_url: str, database_url: str) -> Celery:
 
 
 @pytest.fixture(scope="session")
-def cluster(
+def fleet(
     broker_url: str,
     database_url: str,
     classifier_checkpoint: Path,
@@ -108,6 +109,15 @@ def cluster(
     finally:
         fleet.stop_all()
         _FLEETS.remove(fleet)
+
+
+@pytest.fixture
+def cluster(
+    fleet: WorkerFleet, session_factory: sessionmaker[Session], celery_client: Celery
+) -> Cluster:
+    """The session's two workers, the database they write to and the client that sends
+    them jobs."""
+    return Cluster(fleet, session_factory, celery_client)
 
 
 # ------------------------------------------- a private Redis, for restart tests (own port)

@@ -269,6 +269,19 @@ def create_job(
         return job.id
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Workers, the database they write to and a Celery client that sends them jobs."""
+
+    fleet: WorkerFleet
+    session_factory: sessionmaker[Session]
+    celery: Celery
+
+    def submit(self, path: Path, *, sample_fps: float, **where: str) -> str:
+        """``submit_job`` to these workers (``where``: site, camera); the job's id."""
+        return submit_job(self.session_factory, self.celery, path, sample_fps=sample_fps, **where)
+
+
 def submit_job(
     session_factory: sessionmaker[Session],
     celery: Celery,

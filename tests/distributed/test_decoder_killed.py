@@ -8,20 +8,17 @@ import signal
 from pathlib import Path
 
 import pytest
-from celery import Celery
-from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import JobStatus, SegmentStatus
 from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     BATCH_FRAMES,
-    WorkerFleet,
+    Cluster,
     child_pids,
     frame_rows,
     frames_stored_once,
     segment_pid,
     segment_rows,
-    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for
@@ -39,15 +36,12 @@ def _command(pid: int) -> str:
 
 
 def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
+    cluster: Cluster, videos: dict[str, Path]
 ) -> None:
-    job_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
+    job_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
 
     def decoding_ffmpeg() -> int | None:
-        for segment in segment_rows(session_factory, job_id):
+        for segment in segment_rows(cluster.session_factory, job_id):
             if segment.status is not SegmentStatus.RUNNING or segment.worker is None:
                 continue
             if segment.frames_done < BATCH_FRAMES:
@@ -60,18 +54,18 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
     ffmpeg_pid = wait_for(decoding_ffmpeg, 60, "an ffmpeg mid-segment", interval_s=0.05)
     os.kill(ffmpeg_pid, signal.SIGKILL)  # as the OOM killer does
 
-    job = wait_finished(session_factory, job_id, timeout_s=120)
+    job = wait_finished(cluster.session_factory, job_id, timeout_s=120)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
-    rows = frames_stored_once(session_factory, job_id)
+    rows = frames_stored_once(cluster.session_factory, job_id)
     assert len(rows) == job.frames_total == job.frames_done == 60
-    assert "ffmpeg was killed by SIGKILL" in cluster.logs(tail_chars=1_000_000)
-    assert "retry" in cluster.logs(tail_chars=1_000_000).lower()
+    assert "ffmpeg was killed by SIGKILL" in cluster.fleet.logs(tail_chars=1_000_000)
+    assert "retry" in cluster.fleet.logs(tail_chars=1_000_000).lower()
 
-    reference_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
-    reference = wait_finished(session_factory, reference_id, timeout_s=90)
+    reference_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
+    reference = wait_finished(cluster.session_factory, reference_id, timeout_s=90)
     assert reference.status is JobStatus.SUCCEEDED
-    assert rows == frame_rows(session_factory, reference_id)
-    with session_factory() as session:
+    assert rows == frame_rows(cluster.session_factory, reference_id)
+    with cluster.session_factory() as session:
         assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
             session, reference_id
         )

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,8 +14,7 @@ from storage.models import FaceDetection, FrameStat, JobSegment, JobStatus
 from storage.repositories import jobs as job_repo
 from tests.distributed.dist_support import (
     SAMPLE_FPS,
-    WorkerFleet,
-    submit_job,
+    Cluster,
     wait_finished,
     wait_for_stored_batch,
 )
@@ -36,19 +34,15 @@ def rows_left(session_factory: sessionmaker[Session], job_id: str) -> int:
 
 
 def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
-    tmp_path: Path,
+    cluster: Cluster, videos: dict[str, Path], tmp_path: Path
 ) -> None:
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     upload = uploads / "5d1e.mp4"
     shutil.copy(videos["20s"], upload)
-    job_id = submit_job(session_factory, celery_client, upload.resolve(), sample_fps=3.0)
-    wait_for_stored_batch(session_factory, job_id)
-    with session_factory() as session:
+    job_id = cluster.submit(upload.resolve(), sample_fps=3.0)
+    wait_for_stored_batch(cluster.session_factory, job_id)
+    with cluster.session_factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None
         gone = retention.delete_job(session, job, uploads, cancel_job)
@@ -57,20 +51,20 @@ def test_deleting_a_running_job_removes_it_and_the_workers_go_on(
     assert retention.remove_files(gone) == 1  # the upload: nothing was rendered from it
 
     def every_segment_reported() -> bool:
-        logs = cluster.logs(tail_chars=1_000_000)
+        logs = cluster.fleet.logs(tail_chars=1_000_000)
         return all(f"job {job_id} segment {i}" in logs for i in range(5))
 
     wait_for(every_segment_reported, 60, "every segment task of the deleted job to end")
-    logs = cluster.logs(tail_chars=1_000_000)
+    logs = cluster.fleet.logs(tail_chars=1_000_000)
     # A task storing a batch at that moment meets a missing job, and says so without a fuss.
     assert f"job {job_id} segment" in logs and "IntegrityError" not in logs
-    assert rows_left(session_factory, job_id) == 0
-    with session_factory() as session:
+    assert rows_left(cluster.session_factory, job_id) == 0
+    with cluster.session_factory() as session:
         assert job_repo.get_job(session, job_id) is None
     assert not upload.exists()
 
     # The same workers analyse the next job as usual.
-    next_id = submit_job(session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS)
-    job = wait_finished(session_factory, next_id, timeout_s=120)
+    next_id = cluster.submit(videos["16s"], sample_fps=SAMPLE_FPS)
+    job = wait_finished(cluster.session_factory, next_id, timeout_s=120)
     assert (job.status, job.error, job.frames_done) == (JobStatus.SUCCEEDED, None, 32)
-    assert rows_left(session_factory, job_id) == 0
+    assert rows_left(cluster.session_factory, job_id) == 0

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,13 +17,12 @@ from tests.distributed.dist_support import (
     BATCH_FRAMES,
     SAMPLE_FPS,
     SEGMENT_SECONDS,
-    WorkerFleet,
+    Cluster,
     create_job,
     face_rows,
     frame_rows,
     get_job,
     segment_rows,
-    submit_job,
     wait_finished,
     wait_for_stored_batch,
 )
@@ -37,37 +35,36 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_two_workers_store_the_same_frames_as_the_in_process_run(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
+    cluster: Cluster, videos: dict[str, Path]
 ) -> None:
     video = videos["16s"]
-    distributed_id = submit_job(session_factory, celery_client, video, sample_fps=SAMPLE_FPS)
+    distributed_id = cluster.submit(video, sample_fps=SAMPLE_FPS)
 
     # The reference: the embedded path, whole file in this process (one torch thread too).
-    local_id = create_job(session_factory, video, sample_fps=SAMPLE_FPS)
+    local_id = create_job(cluster.session_factory, video, sample_fps=SAMPLE_FPS)
     models = load_models(
         AnalysisSettings(sample_fps=SAMPLE_FPS), Settings().checkpoint, "cpu", threads=1
     )
-    run_job(session_factory, local_id, models)
+    run_job(cluster.session_factory, local_id, models)
 
-    job = wait_finished(session_factory, distributed_id, timeout_s=90)
-    local = get_job(session_factory, local_id)
+    job = wait_finished(cluster.session_factory, distributed_id, timeout_s=90)
+    local = get_job(cluster.session_factory, local_id)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
     assert local.status is JobStatus.SUCCEEDED
 
-    rows = frame_rows(session_factory, distributed_id)
-    assert rows == frame_rows(session_factory, local_id)
-    assert face_rows(session_factory, distributed_id) == face_rows(session_factory, local_id)
+    rows = frame_rows(cluster.session_factory, distributed_id)
+    assert rows == frame_rows(cluster.session_factory, local_id)
+    assert face_rows(cluster.session_factory, distributed_id) == face_rows(
+        cluster.session_factory, local_id
+    )
     assert len(rows) == job.frames_total == job.frames_done == local.frames_total == 32
     assert sum(row[2] for row in rows) > 0  # faces were found: the comparison means something
-    with session_factory() as session:
+    with cluster.session_factory() as session:
         assert report_repo.job_summary(session, distributed_id) == report_repo.job_summary(
             session, local_id
         )
 
-    segments = segment_rows(session_factory, distributed_id)
+    segments = segment_rows(cluster.session_factory, distributed_id)
     assert SEGMENT_SECONDS == 4
     assert [(s.start_s, s.end_s) for s in segments] == [(0, 4), (4, 8), (8, 12), (12, None)]
     assert {s.status for s in segments} == {SegmentStatus.SUCCEEDED}
@@ -76,30 +73,26 @@ def test_two_workers_store_the_same_frames_as_the_in_process_run(
 
 
 def test_bad_input_fails_the_job_with_its_reason_and_the_worker_goes_on(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
-    tmp_path: Path,
+    cluster: Cluster, videos: dict[str, Path], tmp_path: Path
 ) -> None:
     bad = tmp_path / "lobby-notes.mp4"
     bad.write_text("Opening hours: 8 to 18. This is not a video.\n")
-    log_sizes = cluster.log_sizes()
-    bad_id = submit_job(session_factory, celery_client, bad, sample_fps=SAMPLE_FPS)
+    log_sizes = cluster.fleet.log_sizes()
+    bad_id = cluster.submit(bad, sample_fps=SAMPLE_FPS)
 
-    job = wait_finished(session_factory, bad_id, timeout_s=30)
+    job = wait_finished(cluster.session_factory, bad_id, timeout_s=30)
     assert job.status is JobStatus.FAILED
     assert job.error is not None
     assert job.error.startswith("lobby-notes.mp4: not a readable video")
     assert str(tmp_path) not in job.error  # no server path in what users see
-    assert segment_rows(session_factory, bad_id) == []
+    assert segment_rows(cluster.session_factory, bad_id) == []
     # Bad input is never retried: one attempt, logged once, no retry scheduled.
-    logs = cluster.logs_since(log_sizes)
+    logs = cluster.fleet.logs_since(log_sizes)
     assert logs.count(f"job {bad_id} failed on its input") == 1
     assert "Retry in" not in logs
 
-    good_id = submit_job(session_factory, celery_client, videos["16s"], sample_fps=SAMPLE_FPS)
-    good = wait_finished(session_factory, good_id, timeout_s=90)
+    good_id = cluster.submit(videos["16s"], sample_fps=SAMPLE_FPS)
+    good = wait_finished(cluster.session_factory, good_id, timeout_s=90)
     assert (good.status, good.error) == (JobStatus.SUCCEEDED, None)
     assert good.frames_done == good.frames_total == 32
 
@@ -111,41 +104,38 @@ def _frame_count(session_factory: sessionmaker[Session], job_id: str) -> int:
 
 
 def test_cancelled_job_stops_at_the_next_batch_and_stays_cancelled(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
+    cluster: Cluster, videos: dict[str, Path]
 ) -> None:
     # 20 s at 3 fps: 60 frames in 5 segments of 12, stored 4 at a time.
-    job_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=3.0)
-    wait_for_stored_batch(session_factory, job_id)
-    with session_factory() as session:
+    job_id = cluster.submit(videos["20s"], sample_fps=3.0)
+    wait_for_stored_batch(cluster.session_factory, job_id)
+    with cluster.session_factory() as session:
         job = job_repo.get_job(session, job_id)
         assert job is not None
         cancel_job(session, job)
         session.commit()
-    stored_at_cancel = _frame_count(session_factory, job_id)
+    stored_at_cancel = _frame_count(cluster.session_factory, job_id)
 
     # Every segment's task reports how it ended: stopped mid-way, skipped, or done before.
     def every_segment_reported() -> bool:
-        logs = cluster.logs(tail_chars=1_000_000)
+        logs = cluster.fleet.logs(tail_chars=1_000_000)
         return all(f"job {job_id} segment {i}" in logs for i in range(5))
 
     wait_for(every_segment_reported, 60, "every segment task of the cancelled job to end")
-    stored = _frame_count(session_factory, job_id)
-    job = get_job(session_factory, job_id)
+    stored = _frame_count(cluster.session_factory, job_id)
+    job = get_job(cluster.session_factory, job_id)
     assert job.status is JobStatus.CANCELLED
     assert job.finished_at is not None
     assert job.frames_total == 60
     assert stored < 60
     # At most one more batch per task running at the time (two workers).
     assert stored - stored_at_cancel <= 2 * BATCH_FRAMES
-    assert f"job {job_id} is cancelled" in cluster.logs(tail_chars=1_000_000)
-    segments = segment_rows(session_factory, job_id)
+    assert f"job {job_id} is cancelled" in cluster.fleet.logs(tail_chars=1_000_000)
+    segments = segment_rows(cluster.session_factory, job_id)
     assert {s.status for s in segments} <= {SegmentStatus.CANCELLED, SegmentStatus.SUCCEEDED}
     assert SegmentStatus.CANCELLED in {s.status for s in segments}
 
     # Nothing writes to it or flips it back later.
     time.sleep(2)
-    assert _frame_count(session_factory, job_id) == stored
-    assert get_job(session_factory, job_id).status is JobStatus.CANCELLED
+    assert _frame_count(cluster.session_factory, job_id) == stored
+    assert get_job(cluster.session_factory, job_id).status is JobStatus.CANCELLED

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +19,7 @@ from storage.models import JobStatus, Track
 from storage.repositories import tracks as track_repo
 from tests.distributed.dist_support import (
     SEGMENT_SECONDS,
-    WorkerFleet,
+    Cluster,
     create_job,
     get_job,
     segment_rows,
@@ -63,31 +62,30 @@ def track_rows(
 
 
 def test_two_workers_count_the_same_people_as_one_process(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    people_video: Path,
+    cluster: Cluster, people_video: Path
 ) -> None:
-    distributed_id = create_job(session_factory, people_video, sample_fps=PEOPLE_FPS)
-    enqueue_job(distributed_id, celery=celery_client)
+    distributed_id = create_job(cluster.session_factory, people_video, sample_fps=PEOPLE_FPS)
+    enqueue_job(distributed_id, celery=cluster.celery)
 
-    local_id = create_job(session_factory, people_video, sample_fps=PEOPLE_FPS)
+    local_id = create_job(cluster.session_factory, people_video, sample_fps=PEOPLE_FPS)
     models = load_models(
         AnalysisSettings(sample_fps=PEOPLE_FPS), Settings().checkpoint, "cpu", threads=1
     )
-    run_job(session_factory, local_id, models)
+    run_job(cluster.session_factory, local_id, models)
 
-    job = wait_finished(session_factory, distributed_id, timeout_s=240)
+    job = wait_finished(cluster.session_factory, distributed_id, timeout_s=240)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
-    assert get_job(session_factory, local_id).status is JobStatus.SUCCEEDED
-    segments = segment_rows(session_factory, distributed_id)
+    assert get_job(cluster.session_factory, local_id).status is JobStatus.SUCCEEDED
+    segments = segment_rows(cluster.session_factory, distributed_id)
     assert SEGMENT_SECONDS == 4 and len(segments) == 3
     assert len({s.worker for s in segments}) >= 2, "both workers should have taken segments"
 
-    with session_factory() as session:
+    with cluster.session_factory() as session:
         distributed = track_repo.people_summary(session, distributed_id)
         local = track_repo.people_summary(session, local_id)
     assert distributed == local
     assert (local.total, local.masked, local.unmasked) == tuple(BOUNDARIES_PEOPLE.values())
     # the same tracks, frame for frame: stitched over both cuts, nobody counted twice
-    assert track_rows(session_factory, distributed_id) == track_rows(session_factory, local_id)
+    assert track_rows(cluster.session_factory, distributed_id) == track_rows(
+        cluster.session_factory, local_id
+    )

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.uploads import display_name, safe_extension
@@ -17,10 +16,9 @@ from ml.footage import make_truncated_copy
 from storage.models import JobStatus, SegmentStatus
 from tests.db_support import add_video_job
 from tests.distributed.dist_support import (
-    WorkerFleet,
+    Cluster,
     frame_rows,
     segment_rows,
-    submit_job,
     wait_finished,
 )
 from tests.fixtures.hostile import HOSTILE_FILES
@@ -50,40 +48,38 @@ def _stored_job(session_factory: sessionmaker[Session], uploads: Path, name: str
 
 
 def test_every_hostile_file_fails_its_job_cleanly_and_the_workers_carry_on(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
-    tmp_path: Path,
+    cluster: Cluster, videos: dict[str, Path], tmp_path: Path
 ) -> None:
-    pools_before = cluster.pool_pids()
+    pools_before = cluster.fleet.pool_pids()
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     media = tmp_path / "media"
     media.mkdir()
     expected: dict[str, str] = {}
     for case in HOSTILE_FILES:
-        expected[_stored_job(session_factory, uploads, case.name, case.make(media))] = case.reason
+        job_id = _stored_job(cluster.session_factory, uploads, case.name, case.make(media))
+        expected[job_id] = case.reason
     truncated = make_truncated_copy(videos["16s"], tmp_path / "cut.mp4", 0.5)
-    expected[_stored_job(session_factory, uploads, "entrance.mp4", truncated.read_bytes())] = (
-        TRUNCATED_REASON
+    truncated_id = _stored_job(
+        cluster.session_factory, uploads, "entrance.mp4", truncated.read_bytes()
     )
+    expected[truncated_id] = TRUNCATED_REASON
     for job_id in expected:
-        enqueue_job(job_id, celery=celery_client)
+        enqueue_job(job_id, celery=cluster.celery)
 
     for job_id, reason in expected.items():
-        job = wait_finished(session_factory, job_id, timeout_s=120)
+        job = wait_finished(cluster.session_factory, job_id, timeout_s=120)
         assert job.status is JobStatus.FAILED, (job.input_name, job.error)
         assert job.error is not None and job.error.startswith(reason), job.error
         assert str(tmp_path) not in job.error, "no server path"
         assert not re.search(r"[0-9a-f]{32}", job.error), "no stored (generated) name"
-        assert [s.status for s in segment_rows(session_factory, job_id)
+        assert [s.status for s in segment_rows(cluster.session_factory, job_id)
                 if s.status in (SegmentStatus.PENDING, SegmentStatus.RUNNING)] == []
         if reason != TRUNCATED_REASON:  # refused before decoding: no frame was stored
-            assert frame_rows(session_factory, job_id) == []
+            assert frame_rows(cluster.session_factory, job_id) == []
 
     # The same worker processes are alive and analyse the next job in full.
-    assert cluster.pool_pids() == pools_before
-    good = submit_job(session_factory, celery_client, videos["16s"], sample_fps=0.5)
-    job = wait_finished(session_factory, good, timeout_s=120)
+    assert cluster.fleet.pool_pids() == pools_before
+    good = cluster.submit(videos["16s"], sample_fps=0.5)
+    job = wait_finished(cluster.session_factory, good, timeout_s=120)
     assert (job.status, job.error, job.frames_done) == (JobStatus.SUCCEEDED, None, 8)

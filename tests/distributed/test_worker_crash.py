@@ -7,20 +7,17 @@ import signal
 from pathlib import Path
 
 import pytest
-from celery import Celery
-from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import JobSegment, JobStatus, SegmentStatus
 from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     BATCH_FRAMES,
-    WorkerFleet,
+    Cluster,
     face_rows,
     frame_rows,
     frames_stored_once,
     segment_pid,
     segment_rows,
-    submit_job,
     wait_finished,
 )
 from tests.polling import wait_for
@@ -32,15 +29,12 @@ SEGMENT_FRAMES = 12
 
 
 def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactly(
-    cluster: WorkerFleet,
-    session_factory: sessionmaker[Session],
-    celery_client: Celery,
-    videos: dict[str, Path],
+    cluster: Cluster, videos: dict[str, Path]
 ) -> None:
-    job_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
+    job_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
 
     def segment_half_done() -> JobSegment | None:
-        for segment in segment_rows(session_factory, job_id):
+        for segment in segment_rows(cluster.session_factory, job_id):
             if (
                 segment.status is SegmentStatus.RUNNING
                 and BATCH_FRAMES <= segment.frames_done < SEGMENT_FRAMES
@@ -50,30 +44,32 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
 
     victim = wait_for(segment_half_done, 60, "a segment with a batch stored", interval_s=0.05)
     pid = segment_pid(victim)
-    assert pid in cluster.pool_pids(), "the segment's process must be one of our workers' pool"
+    assert pid in cluster.fleet.pool_pids(), "the segment's process must be one of our workers'"
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, f"pid {pid} to be reaped")
 
-    job = wait_finished(session_factory, job_id, timeout_s=90)
+    job = wait_finished(cluster.session_factory, job_id, timeout_s=90)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
-    rows = frames_stored_once(session_factory, job_id)
+    rows = frames_stored_once(cluster.session_factory, job_id)
     assert len(rows) == job.frames_total == job.frames_done == 60
 
-    after = {s.segment_index: s for s in segment_rows(session_factory, job_id)}
+    after = {s.segment_index: s for s in segment_rows(cluster.session_factory, job_id)}
     rerun = after[victim.segment_index]
     assert rerun.status is SegmentStatus.SUCCEEDED
     assert rerun.attempts == victim.attempts + 1  # redelivered once, same task id
     assert rerun.task_id == victim.task_id
     assert rerun.frames_done == SEGMENT_FRAMES
-    assert "exited with 'signal 9 (SIGKILL)'" in cluster.logs(tail_chars=1_000_000)
+    assert "exited with 'signal 9 (SIGKILL)'" in cluster.fleet.logs(tail_chars=1_000_000)
 
     # The totals are those of an undisturbed run of the same file.
-    reference_id = submit_job(session_factory, celery_client, videos["20s"], sample_fps=SAMPLE_FPS)
-    reference = wait_finished(session_factory, reference_id, timeout_s=90)
+    reference_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
+    reference = wait_finished(cluster.session_factory, reference_id, timeout_s=90)
     assert reference.status is JobStatus.SUCCEEDED
-    assert rows == frame_rows(session_factory, reference_id)
-    assert face_rows(session_factory, job_id) == face_rows(session_factory, reference_id)
-    with session_factory() as session:
+    assert rows == frame_rows(cluster.session_factory, reference_id)
+    assert face_rows(cluster.session_factory, job_id) == face_rows(
+        cluster.session_factory, reference_id
+    )
+    with cluster.session_factory() as session:
         assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
             session, reference_id
         )
