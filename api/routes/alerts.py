@@ -185,17 +185,19 @@ async def create_rule(
     except alerts.WebhookTargetError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"url: {exc}") from None
     secret = alerts.new_secret()
-    rule = alert_repo.create_rule(
+    rule = alert_repo.add_rule(
         session,
-        site=site,
-        camera=body.camera,
-        kind=body.kind,
-        url=url,
-        secret=secret,
-        threshold=None if body.threshold_percent is None else body.threshold_percent / 100,
-        window_s=None if body.window_minutes is None else round(body.window_minutes * 60),
-        min_faces=body.min_faces,
-        measure=body.measure,
+        AlertRule(
+            site=site,
+            camera=body.camera,
+            kind=body.kind,
+            url=url,
+            secret=secret,
+            threshold=None if body.threshold_percent is None else body.threshold_percent / 100,
+            window_s=None if body.window_minutes is None else round(body.window_minutes * 60),
+            min_faces=body.min_faces,
+            measure=body.measure,
+        ),
     )
     session.commit()
     return CreatedRuleOut(**RuleOut.of(rule).model_dump(), secret=secret)

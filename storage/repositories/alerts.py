@@ -17,7 +17,6 @@ from maskwatch.core.reports import ReportFilter
 from storage.models import (
     AlertAttempt,
     AlertDelivery,
-    AlertKind,
     AlertRule,
     DeliveryStatus,
     FrameStat,
@@ -45,32 +44,8 @@ class WindowTotals:
         return compliance_ratio(self.masked, self.counted)
 
 
-def create_rule(
-    session: Session,
-    *,
-    site: str,
-    camera: str | None,
-    kind: AlertKind,
-    url: str,
-    secret: str,
-    threshold: float | None = None,
-    window_s: int | None = None,
-    min_faces: int = 1,
-    measure: str = "face_frames",
-) -> AlertRule:
-    rule = AlertRule(
-        site=site,
-        camera=camera,
-        kind=kind,
-        url=url,
-        secret=secret,
-        threshold=threshold,
-        window_s=window_s,
-        min_faces=min_faces,
-        measure=measure,
-        enabled=True,
-        created_at=utcnow(),
-    )
+def add_rule(session: Session, rule: AlertRule) -> AlertRule:
+    """Store a new rule (enabled, created now unless set); flushed, so it has its id."""
     session.add(rule)
     session.flush()
     return rule
