@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maskwatch.core.counts import LABEL_COUNTS
 from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
+from storage.repositories import reports as report_repo
 from tests.db_support import add_video_job
 from tests.polling import wait_for
 from tests.processes import popen_maskwatch, with_repo_path
@@ -368,6 +369,24 @@ def frames_stored_once(session_factory: sessionmaker[Session], job_id: str) -> l
     indices = [row[0] for row in rows]
     assert len(indices) == len(set(indices)), "a frame was stored twice"
     return rows
+
+
+def assert_same_as_an_undisturbed_run(
+    cluster: Cluster, job_id: str, video: Path, *, sample_fps: float
+) -> None:
+    """The job's frames, faces and totals are those of a fresh run of ``video`` on the same
+    workers: whatever disturbed the job (a killed process, a retry) left no trace in them."""
+    reference_id = cluster.submit(video, sample_fps=sample_fps)
+    reference = wait_finished(cluster.session_factory, reference_id, timeout_s=90)
+    assert reference.status is JobStatus.SUCCEEDED
+    for rows_of in (frame_rows, face_rows):
+        assert rows_of(cluster.session_factory, job_id) == rows_of(
+            cluster.session_factory, reference_id
+        )
+    with cluster.session_factory() as session:
+        assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
+            session, reference_id
+        )
 
 
 def segment_pid(segment: JobSegment) -> int:

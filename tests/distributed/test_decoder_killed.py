@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from storage.models import JobStatus, SegmentStatus
-from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     BATCH_FRAMES,
     Cluster,
+    assert_same_as_an_undisturbed_run,
     child_pids,
-    frame_rows,
     frames_stored_once,
     segment_pid,
     segment_rows,
@@ -60,12 +59,4 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
     assert len(rows) == job.frames_total == job.frames_done == 60
     assert "ffmpeg was killed by SIGKILL" in cluster.fleet.logs(tail_chars=1_000_000)
     assert "retry" in cluster.fleet.logs(tail_chars=1_000_000).lower()
-
-    reference_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
-    reference = wait_finished(cluster.session_factory, reference_id, timeout_s=90)
-    assert reference.status is JobStatus.SUCCEEDED
-    assert rows == frame_rows(cluster.session_factory, reference_id)
-    with cluster.session_factory() as session:
-        assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
-            session, reference_id
-        )
+    assert_same_as_an_undisturbed_run(cluster, job_id, videos["20s"], sample_fps=SAMPLE_FPS)

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from storage.models import JobSegment, JobStatus, SegmentStatus
-from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     BATCH_FRAMES,
     Cluster,
-    face_rows,
-    frame_rows,
+    assert_same_as_an_undisturbed_run,
     frames_stored_once,
     segment_pid,
     segment_rows,
@@ -61,15 +59,4 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
     assert rerun.frames_done == SEGMENT_FRAMES
     assert "exited with 'signal 9 (SIGKILL)'" in cluster.fleet.logs(tail_chars=1_000_000)
 
-    # The totals are those of an undisturbed run of the same file.
-    reference_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
-    reference = wait_finished(cluster.session_factory, reference_id, timeout_s=90)
-    assert reference.status is JobStatus.SUCCEEDED
-    assert rows == frame_rows(cluster.session_factory, reference_id)
-    assert face_rows(cluster.session_factory, job_id) == face_rows(
-        cluster.session_factory, reference_id
-    )
-    with cluster.session_factory() as session:
-        assert report_repo.job_summary(session, job_id) == report_repo.job_summary(
-            session, reference_id
-        )
+    assert_same_as_an_undisturbed_run(cluster, job_id, videos["20s"], sample_fps=SAMPLE_FPS)
