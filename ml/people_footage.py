@@ -244,9 +244,9 @@ def fixed_camera_scene(seconds: float = 60.0, size: tuple[int, int] = (1280, 720
 # A panning camera passing two people standing by a wall (in the wall's coordinates, for
 # make_panning_video at 40 px/s), and a third stepping in later (6 s).
 PANNING = [
-    Person("without_mask", 0.0, 6.0, [(0.0, (140.0, 60.0))], face=0),
-    Person("with_mask", 0.0, 6.0, [(0.0, (400.0, 160.0))], face=1),
-    Person("with_mask", 3.0, 6.0, [(0.0, (520.0, 40.0))], face=2),
+    Person("without_mask", 0.0, 6.0, [(0.0, (140.0, 60.0))], face=0, height_px=90),
+    Person("with_mask", 0.0, 6.0, [(0.0, (400.0, 160.0))], face=1, height_px=90),
+    Person("with_mask", 3.0, 6.0, [(0.0, (520.0, 40.0))], face=2, height_px=90),
 ]
 PANNING_SECONDS = 6.0
 

@@ -63,10 +63,10 @@ def instrument(models: Any) -> None:
         PIXELS["full"] += sum(image.shape[0] * image.shape[1] for image in images)
         return full(self, images)
 
-    def detect_regions(self: Any, image: Any, rects: Any) -> Any:
+    def detect_regions(self: Any, image: Any, rects: Any, expected: Any = None) -> Any:
         PIXELS["regions"] += sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in rects)
         CALLS["region_crops"] += len(rects)
-        return in_regions(self, image, rects)
+        return in_regions(self, image, rects, expected)
 
     detector.detect = timed("detection", detect)
     detector.detect_regions = timed("region_detection", detect_regions)

@@ -209,7 +209,12 @@ def detect_in_regions(
     detector = models.detector
     assert isinstance(detector, RegionDetector)
     carried = outside(last[0].xyxy, plan.rects)
-    found = detector.detect_regions(frame.image, plan.rects) if plan.rects else Detections.empty()
+    expected = [int((~outside(last[0].xyxy, [rect])).sum()) for rect in plan.rects]
+    found = (
+        detector.detect_regions(frame.image, plan.rects, expected)
+        if plan.rects
+        else Detections.empty()
+    )
     labels = models.classifier.classify(frame.image, found.xyxy)
     kept, kept_labels = last[0].select(carried), last[1].select(carried)
     detections = Detections(

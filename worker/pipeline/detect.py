@@ -35,9 +35,14 @@ class RegionDetector(Protocol):
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
 
-    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect]) -> Detections:
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
         """The faces in ``rects`` of ``frame``, in the frame's pixels, found as a detection
-        of the whole frame would find them there (at the same enlargement)."""
+        of the whole frame would find them there (at the same enlargement).
+
+        ``expected``: how many faces each rectangle held in the last frame; a detector
+        made of several may then stop at the first that finds them all again.
+        """
         ...
 
 
@@ -78,7 +83,8 @@ class MTCNNDetector:
         measure one on)."""
         return self.device.type == "cpu"
 
-    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect]) -> Detections:
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
         whole = self.prepare_whole(frame)
         found = []
         for rect in rects:
@@ -210,17 +216,24 @@ class MergedDetector:
                              strict=True)
         return [merge_detections(per_frame) for per_frame in per_frames]
 
-    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect]) -> Detections:
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
+        """As ``detect`` in the rectangles; where the first detector finds again every face
+        a rectangle held (``expected``, at least one), the others are not run there: they
+        are there to add the faces the first misses (masked ones), and none is missing.
+        A rectangle with no face expected (someone new) gets every detector."""
         if not self._cascades:
             return merge_detections([d.detect_regions(frame, rects)  # type: ignore[attr-defined]
                                      for d in self.detectors])
         first = self._cascades[0]
         whole = first.prepare_whole(frame)
         found = []
-        for rect in rects:
+        for i, rect in enumerate(rects):
             prepared, shared = first.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
-            found.append(merge_detections(
-                [d.detect_prepared(prepared, shared) for d in self._cascades]))
+            answers = [first.detect_prepared(prepared, shared)]
+            if expected is None or not 0 < expected[i] <= len(answers[0]):
+                answers += [d.detect_prepared(prepared, shared) for d in self._cascades[1:]]
+            found.append(merge_detections(answers))
         return merge_detections(shifted(found, rects))
 
 

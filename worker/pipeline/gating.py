@@ -21,7 +21,7 @@ CELL_CHANGE = 4.0
 # every sample whose number (from the footage start) is a multiple of it. The grid is
 # absolute so that a job split into segments gates exactly as one run does: a segment
 # starts on a grid sample (``grid_start``), where both runs analyse and agree from then on.
-MAX_CARRIED = 10
+MAX_CARRIED = 25
 
 FRAME_ANALYSED = "analysed"
 FRAME_CARRIED = "carried"  # faces carried over from the last analysed frame

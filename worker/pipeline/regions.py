@@ -48,7 +48,7 @@ REGION_AREA = 0.6
 MARGIN_PX = 32
 # A moving camera: rectangles around the last faces grown by this share of the box's
 # size each way, and a full detection every this many frames so followed.
-FOLLOW_GROW = 1.0
+FOLLOW_GROW = 0.5
 FOLLOW_EVERY = 3
 
 
@@ -108,11 +108,12 @@ class SparsePlanner:
                 self.gate.accept(look, changed)
                 return Plan(FRAME_TRACKED, tuple(rects))
             return self.full(look)
-        if self._followed + 1 >= self.follow_every:
+        rects = around_faces(last_boxes, width, height)
+        if self._followed + 1 >= self.follow_every or covered(rects) > REGION_AREA * width * height:
             return self.full(look)
         self._followed += 1
         self.gate.accept(look)
-        return Plan(FRAME_TRACKED, tuple(around_faces(last_boxes, width, height)), follow=True)
+        return Plan(FRAME_TRACKED, tuple(rects), follow=True)
 
     def full(self, look: GateLook | None = None) -> Plan:
         """A full detection of the frame looked at (``look``), or of the frame just planned
