@@ -2,6 +2,7 @@
 
 The difference is taken on a small grey copy, cell by cell, so a person stepping into one
 corner of a large quiet scene still counts as motion (a whole-frame mean would drown it).
+The map of cells that moved also says where to detect again (worker/pipeline/regions.py).
 """
 
 from __future__ import annotations
@@ -54,11 +55,6 @@ def cell_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     padded[: diff.shape[0], : diff.shape[1]] = diff
     cells = padded.reshape(rows // CELL_BLOCKS, CELL_BLOCKS, cols // CELL_BLOCKS, CELL_BLOCKS)
     return cells.mean(axis=(1, 3))
-
-
-def largest_cell_change(before: np.ndarray, after: np.ndarray) -> float:
-    """The largest mean absolute change over cells of CELL_BLOCKS x CELL_BLOCKS blocks."""
-    return float(cell_changes(before, after).max()) if before.size else 0.0
 
 
 #: A cell's side in frame pixels.
