@@ -145,7 +145,7 @@ class FrameOut(_Out):
     """Face counts of one sampled frame; timestamp_s is seconds from the footage start.
 
     mode: "analysed" (detected in full and classified), "tracked" (detected only in the
-    regions that changed, or around the last faces; the others repeated) or "carried" (the
+    regions that changed, the other faces repeated) or "carried" (the
     scene had not changed since it was last detected, the last faces repeated).
     """
 

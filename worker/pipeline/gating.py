@@ -26,8 +26,8 @@ MAX_CARRIED = 25
 
 FRAME_ANALYSED = "analysed"
 FRAME_CARRIED = "carried"  # faces carried over from the last analysed frame
-# detected only in regions (where the scene changed, or around the last faces), the other
-# faces carried over: worker/pipeline/regions.py
+# detected only in regions (where the scene changed), the other faces carried over:
+# worker/pipeline/regions.py
 FRAME_TRACKED = "tracked"
 
 
