@@ -22,6 +22,10 @@ CELL_CHANGE = 4.0
 # every sample whose number (from the footage start) is a multiple of it. The grid is
 # absolute so that a job split into segments gates exactly as one run does: a segment
 # starts on a grid sample (``grid_start``), where both runs analyse and agree from then on.
+# 25 (5 s at 5 samples/s), not 10: with sparse detection the forced full detections were
+# the largest share of the detector's work left on a fixed camera's clip (make bench), and
+# the changed regions are searched between them anyway. A segment's warm-up starts on the
+# grid, so it is up to this many samples longer.
 MAX_CARRIED = 25
 
 FRAME_ANALYSED = "analysed"
