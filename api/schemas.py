@@ -157,8 +157,9 @@ class _FrameAt(_Out):
 class FrameOut(LabelCountsOut, _FrameAt):
     """Face counts of one sampled frame; timestamp_s is seconds from the footage start.
 
-    mode: "analysed" (detected and classified) or "carried" (the scene had not changed
-    since the last analysed frame, whose faces it repeats).
+    mode: "analysed" (detected in full and classified), "tracked" (detected only in the
+    regions that changed, the other faces repeated) or "carried" (the
+    scene had not changed since it was last detected, the last faces repeated).
     """
 
     mode: str

@@ -105,6 +105,47 @@ def make_people_video(
     return out
 
 
+def make_panning_video(
+    out: Path,
+    people: Sequence[Person],
+    seconds: float,
+    *,
+    pan_px_per_s: float = 40.0,
+    fps: int = 10,
+    size: tuple[int, int] = (640, 360),
+) -> Path:
+    """``people`` filmed by a camera panning right over a textured wall: the whole frame
+    moves (as a handheld or panning camera's does), the people with it. Their paths are in
+    the wall's coordinates; frame ``x`` = wall ``x`` - ``pan_px_per_s * t``."""
+    import numpy as np
+
+    width, height = size
+    travel = int(np.ceil(pan_px_per_s * seconds)) + 1
+    rng = np.random.default_rng(7)
+    # 16 px tiles of greys: every cell of the gate's grid has texture that moves
+    tiles = rng.integers(90, 170, ((height + 15) // 16, (width + travel + 15) // 16), np.uint8)
+    wall = np.kron(tiles, np.ones((16, 16), np.uint8))[:height, : width + travel]
+    wall_rgb = Image.fromarray(np.repeat(wall[:, :, None], 3, axis=2))
+    faces = _Faces()
+
+    def still(i: int) -> bytes:
+        t = i / fps
+        scene = wall_rgb.copy()
+        for person in people:
+            where = person.position(t)
+            if where is not None:
+                kind = person.kind_at(t)
+                index = person.masked_face if kind != person.kind else person.face
+                face = faces.get(kind, index, person.height_px)
+                scene.paste(face, (round(where[0]), round(where[1])))
+        left = round(pan_px_per_s * t)
+        return scene.crop((left, 0, left + width, height)).tobytes()
+
+    stills = (still(i) for i in range(round(seconds * fps)))
+    _encode(out, stills, frames_per_still=1, fps=fps, size=size)  # type: ignore[arg-type]
+    return out
+
+
 # A scene for the person tests: four people, each a known case (8 s at 10 frames/s).
 # - "stays": unmasked, stands still the whole clip;
 # - "passes": masked, walks in at 1 s from the left, pauses, leaves at 6 s;
@@ -199,6 +240,16 @@ def fixed_camera_scene(seconds: float = 60.0, size: tuple[int, int] = (1280, 720
             )
             face += 1
     return people
+
+# A panning camera passing two people standing by a wall (in the wall's coordinates, for
+# make_panning_video at 40 px/s), and a third stepping in later (6 s).
+PANNING = [
+    Person("without_mask", 0.0, 6.0, [(0.0, (140.0, 60.0))], face=0, height_px=90),
+    Person("with_mask", 0.0, 6.0, [(0.0, (400.0, 160.0))], face=1, height_px=90),
+    Person("with_mask", 3.0, 6.0, [(0.0, (520.0, 40.0))], face=2, height_px=90),
+]
+PANNING_SECONDS = 6.0
+
 
 # 20 s with people over the middle, for a video split over two processes at 10 s.
 SPLIT = [

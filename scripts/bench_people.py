@@ -2,6 +2,9 @@
 
 Usage: python scripts/bench_people.py [--seconds 60] [--clip PATH ...] [--threads 1] [--json]
 
+Counts the detector's work too: whole-frame detector calls, calls on regions (tracked frames)
+and their crops, and the frame pixels searched (megapixels, before MTCNN's enlargement).
+
 Without --clip a 1280x720 fixed-camera clip of known people is generated
 (ml/people_footage.py, ``fixed_camera_scene``). Each clip is analysed in this process with the
 shipped defaults, once gated and once exhaustive, models loaded once; stage times come from timing
@@ -28,6 +31,7 @@ from _repo import ROOT
 STAGES = ("decode", "gating", "detection", "classification", "tracking", "storage")
 SPENT: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
+PIXELS: dict[str, int] = defaultdict(int)  # frame pixels searched: whole frames, regions
 
 
 def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,13 +49,26 @@ def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
 def instrument(models: Any) -> None:
     """Wrap each stage's entry point (classes and module functions the jobs look up)."""
     from storage.repositories import frames, tracks
-    from worker.pipeline import classify, gating, track
+    from worker.pipeline import classify, regions, track
 
-    gating.MotionGate.needs_analysis = timed("gating", gating.MotionGate.needs_analysis)
+    planner = regions.SparsePlanner
+    planner.plan = timed("gating", planner.plan)  # type: ignore[method-assign]
     track.FaceTracker.update = timed("tracking", track.FaceTracker.update)
     # the outer detector only: a merged one calls its two inner ones
     detector = type(models.detector)
-    detector.detect = timed("detection", detector.detect)
+    full, in_regions = detector.detect, detector.detect_regions
+
+    def detect(self: Any, images: Any) -> Any:
+        PIXELS["full"] += sum(image.shape[0] * image.shape[1] for image in images)
+        return full(self, images)
+
+    def detect_regions(self: Any, image: Any, rects: Any, expected: Any = None) -> Any:
+        PIXELS["regions"] += sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in rects)
+        CALLS["region_crops"] += len(rects)
+        return in_regions(self, image, rects, expected)
+
+    detector.detect = timed("detection", detect)
+    detector.detect_regions = timed("region_detection", detect_regions)
     classify.CNNMaskClassifier.classify = timed(  # type: ignore[method-assign]
         "classification", classify.CNNMaskClassifier.classify
     )
@@ -71,10 +88,12 @@ def startup_s() -> float:
 
 
 def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
     from maskwatch.runtime import analysis_settings
     from maskwatch.settings import Settings
     from storage.db import make_engine, make_session_factory, upgrade
-    from storage.models import InputKind
+    from storage.models import FrameStat, InputKind
     from storage.repositories import cameras, jobs, reports, tracks
     from worker.jobs import run_job
 
@@ -95,12 +114,21 @@ def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[st
         session.commit()
     SPENT.clear()
     CALLS.clear()
+    PIXELS.clear()
     wall0, cpu0 = time.perf_counter(), cpu_s()
     run_job(factory, job_id, models)
     wall, cpu = time.perf_counter() - wall0, cpu_s() - cpu0
     with factory() as session:
         summary = reports.job_summary(session, job_id)
         people = tracks.people_summary(session, job_id)
+        modes = dict(
+            session.execute(
+                select(FrameStat.mode, func.count())
+                .where(FrameStat.job_id == job_id)
+                .group_by(FrameStat.mode)
+            ).all()
+        )
+    SPENT["detection"] += SPENT.pop("region_detection", 0.0)
     stages = {stage: round(SPENT.get(stage, 0.0), 3) for stage in STAGES[1:]}
     stages["decode"] = round(max(0.0, wall - sum(stages.values())), 3)  # and glue
     return {
@@ -108,6 +136,10 @@ def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[st
         "cpu_s": round(cpu, 3),
         "frames": summary.frames,
         "detector_calls": CALLS.get("detection", 0),
+        "region_calls": CALLS.get("region_detection", 0),
+        "region_crops": CALLS.get("region_crops", 0),
+        "mpixels_detected": round((PIXELS["full"] + PIXELS["regions"]) / 1e6, 1),
+        "modes": {mode: modes.get(mode, 0) for mode in ("analysed", "tracked", "carried")},
         "stages_s": {stage: stages[stage] for stage in STAGES},
         "face_frame_compliance": summary.compliance_ratio,
         "people": {
@@ -195,8 +227,10 @@ def main() -> None:
         d, e = r["default"], r["exhaustive"]
         print(f"\n{r['clip']} ({r['duration_s']} s; truth {r['truth_people']})")
         print(f"  {'':16}{'default':>10}{'exhaustive':>12}{'ratio':>8}")
-        for key in ("wall_s", "cpu_s", "frames", "detector_calls"):
+        for key in ("wall_s", "cpu_s", "frames", "detector_calls", "region_calls",
+                    "region_crops", "mpixels_detected"):
             print(f"  {key:16}{d[key]:>10}{e[key]:>12}{ratio(e[key], d[key]) or '':>8}")
+        print(f"  frame modes      {d['modes']} vs {e['modes']}")
         for stage in STAGES:
             ds, es = d["stages_s"][stage], e["stages_s"][stage]
             print(f"  {stage:16}{ds:>10}{es:>12}{r['stage_ratios'][stage] or '':>8}")

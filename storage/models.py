@@ -188,8 +188,9 @@ class FrameStat(Base):
     masked: Mapped[int] = mapped_column(Integer)
     unmasked: Mapped[int] = mapped_column(Integer)
     incorrect: Mapped[int] = mapped_column(Integer)
-    # How the frame's faces were found: "analysed", or "carried" from the last analysed
-    # frame because the scene had not changed (worker.pipeline.gating).
+    # How the frame's faces were found: "analysed" (in full), "tracked" (detected in regions,
+    # the others carried) or "carried" from the last frame because the scene had not
+    # changed (worker.pipeline.regions).
     mode: Mapped[str] = mapped_column(String(8), default="analysed", server_default="analysed")
 
 
@@ -422,8 +423,8 @@ class Track(Base):
     seconds_masked: Mapped[float] = mapped_column(Float)
     seconds_unmasked: Mapped[float] = mapped_column(Float)
     seconds_incorrect: Mapped[float] = mapped_column(Float)
-    # Classifier readings behind the figures: the track's faces in its analysed frames
-    # (frames carried over by motion gating count for time, not as readings).
+    # Classifier readings behind the figures: the track's faces detected and classified
+    # (faces carried over by sparse detection count for time, not as readings).
     readings: Mapped[int] = mapped_column(Integer)
     # The label held the longest (ties to the least compliant).
     label: Mapped[str] = mapped_column(String(20))

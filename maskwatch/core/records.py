@@ -50,8 +50,9 @@ class FrameRecord(FrameCounts):
     """One analysed frame as the pipeline hands it to storage: its counts and its faces."""
 
     detections: list[FaceRecord] = field(default_factory=list)
-    # "analysed" (detected and classified) or "carried" (the scene had not changed: the
-    # last analysed frame's faces, carried over)
+    # "analysed" (detected in full and classified), "tracked" (detected only in regions,
+    # the other faces carried) or "carried" (the scene had not changed: the last frame's
+    # faces, carried over)
     mode: str = "analysed"
 
 

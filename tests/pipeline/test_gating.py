@@ -20,7 +20,7 @@ from storage.repositories import tracks as track_repo
 from tests.db_support import add_video_job
 from worker.jobs import run_job
 from worker.pipeline.analyze import AnalysisSettings, Models, load_models
-from worker.pipeline.detect import FaceDetector
+from worker.pipeline.detect import FaceDetector, Rect, RegionDetector
 from worker.pipeline.gating import MAX_CARRIED, MotionGate, grid_start
 from worker.pipeline.types import Detections
 
@@ -50,13 +50,17 @@ def test_gate_analyses_only_frames_that_changed(second: np.ndarray, analysed: bo
 def test_gate_forces_analysis_on_an_absolute_grid_of_samples() -> None:
     # a job split into segments gates as one run: the grid does not depend on where it began
     whole, late = MotionGate(0.2), MotionGate(0.2)
-    verdicts = [whole.needs_analysis(frame_with(100), i * 0.2) for i in range(25)]
-    assert [i for i, v in enumerate(verdicts) if v] == [0, 10, 20]
-    start = grid_start(23 - 7)  # a segment from sample 23, warmed up from sample 16
-    assert start == 10
-    late_verdicts = [late.needs_analysis(frame_with(100), i * 0.2) for i in range(start, 25)]
+    samples = 2 * MAX_CARRIED + 5
+    verdicts = [whole.needs_analysis(frame_with(100), i * 0.2) for i in range(samples)]
+    assert [i for i, v in enumerate(verdicts) if v] == [0, MAX_CARRIED, 2 * MAX_CARRIED]
+    # a segment from sample 2 * MAX_CARRIED + 3, warmed up from 7 samples before
+    start = grid_start(2 * MAX_CARRIED + 3 - 7)
+    assert start == MAX_CARRIED
+    late_verdicts = [
+        late.needs_analysis(frame_with(100), i * 0.2) for i in range(start, samples)
+    ]
     assert late_verdicts == verdicts[start:]
-    assert grid_start(27) == 20
+    assert grid_start(2 * MAX_CARRIED + 2) == 2 * MAX_CARRIED
 
 
 def test_gate_compares_with_the_last_analysed_frame_and_forces_a_refresh() -> None:
@@ -81,6 +85,13 @@ class CountingDetector:
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         self.frames += len(images)
         return self.inner.detect(images)
+
+    def detect_regions(
+        self, image: np.ndarray, rects: list[Rect], expected: list[int] | None = None
+    ) -> Detections:
+        assert isinstance(self.inner, RegionDetector)
+        self.frames += 1
+        return self.inner.detect_regions(image, rects, expected)
 
 
 @pytest.fixture(scope="module")

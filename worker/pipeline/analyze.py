@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from maskwatch.core.analysis import AnalysisSettings
@@ -14,9 +15,10 @@ from maskwatch.core.labels import CLASS_NOT_FACE, Label
 from maskwatch.core.records import FaceRecord, FrameRecord
 from worker.pipeline.classify import CNNMaskClassifier, MaskClassifier
 from worker.pipeline.decode import Frame
-from worker.pipeline.detect import FaceDetector, build_detector
+from worker.pipeline.detect import FaceDetector, RegionDetector, build_detector
 from worker.pipeline.device import configure_threads, resolve_device
-from worker.pipeline.gating import FRAME_ANALYSED, FRAME_CARRIED, MotionGate
+from worker.pipeline.gating import FRAME_ANALYSED, FRAME_CARRIED, FRAME_TRACKED, MotionGate
+from worker.pipeline.regions import FULL, Plan, SparsePlanner, outside
 from worker.pipeline.track import FaceTracker
 from worker.pipeline.types import Detections, FaceLabels
 
@@ -104,6 +106,13 @@ def frame_record(
 NOT_FACE_VETO = 0.5  # a box is dropped when the classifier gives not_face at least this
 
 
+def kept_faces(labels: FaceLabels) -> np.ndarray:
+    """(N,) bool: the faces ``drop_non_faces`` keeps."""
+    if CLASS_NOT_FACE not in labels.class_names or not len(labels):
+        return np.ones(len(labels), bool)
+    return labels.probabilities[:, labels.class_names.index(CLASS_NOT_FACE)] < NOT_FACE_VETO
+
+
 def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detections, FaceLabels]:
     """Drop the boxes a classifier with a ``not_face`` class calls not a face.
 
@@ -117,7 +126,7 @@ def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detectio
     if CLASS_NOT_FACE not in labels.class_names or not len(labels):
         return detections, labels
     column = labels.class_names.index(CLASS_NOT_FACE)
-    keep = labels.probabilities[:, column] < NOT_FACE_VETO
+    keep = kept_faces(labels)
     probabilities = labels.probabilities[keep].copy()
     probabilities[:, column] = 0.0
     return detections.select(keep), FaceLabels(labels.class_names, probabilities)
@@ -137,26 +146,34 @@ def analyze_frames(
         tracker: links the faces into tracks; each face record then names its track.
         own_from_s: frames before this time are warm-up for the tracker only (a segment
             starting later in the footage): they are analysed but not yielded.
-        gate: when given, a frame the gate finds unchanged is not detected nor classified:
-            the last analysed frame's faces are carried over (and tracked as seen again).
+        gate: when given, frames are detected sparsely (worker/pipeline/regions.py): a frame
+            the gate finds unchanged is not detected nor classified, the last frame's faces
+            are carried over (and tracked as seen again); a frame that changed in part is
+            detected only there ("tracked"), its other faces carried.
     """
     warming = tracker is not None
+    planner = None
+    if gate is not None:
+        planner = SparsePlanner(gate, regions=isinstance(models.detector, RegionDetector))
     last: tuple[Detections, FaceLabels] | None = None
     for frame in frames:
-        mode = FRAME_ANALYSED
-        if (
-            gate is not None
-            and last is not None
-            and not gate.needs_analysis(frame.image, frame.timestamp_s)
-        ):
+        plan = FULL if planner is None else planner.plan(
+            frame.image, frame.timestamp_s, None if last is None else last[0].xyxy
+        )
+        fresh: bool | np.ndarray = True
+        if plan.mode == FRAME_CARRIED and last is not None:
             detections, labels = last
-            mode = FRAME_CARRIED
-        else:
-            if gate is not None and last is None:
-                gate.needs_analysis(frame.image, frame.timestamp_s)  # the first reference
+            fresh = False
+        elif plan.mode == FRAME_TRACKED and last is not None:
+            detections, labels, fresh = detect_in_regions(frame, models, plan, last)
+            if plan.follow and len(detections) < len(last[0]) and planner is not None:
+                plan = planner.full()  # a followed face was lost: look at the whole frame
+        if plan.mode == FRAME_ANALYSED or last is None:
             detections = models.detector.detect([frame.image])[0]
             labels = models.classifier.classify(frame.image, detections.xyxy)
-            last = (detections, labels)
+            fresh = True
+        last = (detections, labels)
+        mode = plan.mode
         if tracker is None:
             yield replace(frame_record(frame, detections, labels, box_scale), mode=mode)
             continue
@@ -164,6 +181,9 @@ def analyze_frames(
         if own and warming:
             tracker.end_warmup()
             warming = False
+        if not isinstance(fresh, bool):
+            keep = kept_faces(labels)
+            fresh = fresh[keep]
         detections, labels = drop_non_faces(detections, labels)
         tracked = tracker.update(
             frame.frame_index,
@@ -171,8 +191,39 @@ def analyze_frames(
             detections,
             labels,
             own=own,
-            fresh=mode == FRAME_ANALYSED,
+            fresh=fresh,
         )
         if own:
             keys = [face.track_key for face in tracked]
             yield replace(frame_record(frame, detections, labels, box_scale, keys), mode=mode)
+
+
+def detect_in_regions(
+    frame: Frame, models: Models, plan: Plan, last: tuple[Detections, FaceLabels]
+) -> tuple[Detections, FaceLabels, np.ndarray]:
+    """A tracked frame's faces: the last frame's outside the plan's rectangles, carried with
+    their labels, then those the detector finds inside them, classified.
+
+    Returns the detections, their labels, and which faces are fresh (not carried).
+    """
+    detector = models.detector
+    assert isinstance(detector, RegionDetector)
+    carried = outside(last[0].xyxy, plan.rects)
+    expected = [int((~outside(last[0].xyxy, [rect])).sum()) for rect in plan.rects]
+    found = (
+        detector.detect_regions(frame.image, plan.rects, expected)
+        if plan.rects
+        else Detections.empty()
+    )
+    labels = models.classifier.classify(frame.image, found.xyxy)
+    kept, kept_labels = last[0].select(carried), last[1].select(carried)
+    detections = Detections(
+        np.concatenate([kept.xyxy, found.xyxy]),
+        np.concatenate([kept.confidence, found.confidence]),
+        np.concatenate([kept.landmarks, found.landmarks]),
+    )
+    both = FaceLabels(
+        last[1].class_names, np.concatenate([kept_labels.probabilities, labels.probabilities])
+    )
+    fresh = np.concatenate([np.zeros(len(kept), bool), np.ones(len(found), bool)])
+    return detections, both, fresh

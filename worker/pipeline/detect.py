@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,6 +23,26 @@ class FaceDetector(Protocol):
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One Detections per frame; frames are (H, W, 3) uint8 RGB."""
+        ...
+
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in a frame's pixels, x2 and y2 exclusive
+
+
+@runtime_checkable
+class RegionDetector(Protocol):
+    """A detector that can also search only some rectangles of a frame."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
+
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
+        """The faces in ``rects`` of ``frame``, in the frame's pixels, found as a detection
+        of the whole frame would find them there (at the same enlargement).
+
+        ``expected``: how many faces each rectangle held in the last frame; a detector
+        made of several may then stop at the first that finds them all again.
+        """
         ...
 
 
@@ -63,11 +83,33 @@ class MTCNNDetector:
         measure one on)."""
         return self.device.type == "cpu"
 
-    def prepare(self, frame: np.ndarray) -> tuple[PreparedFrame, np.ndarray | CascadeFrame | None]:
-        """The frame as this detector's cascade reads it (enlarged if small); None if too small."""
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
+        whole = self.prepare_whole(frame)
+        found = []
+        for rect in rects:
+            prepared, crop = self.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
+            found.append(self.detect_prepared(prepared, crop))
+        return merge_detections(shifted(found, rects))
+
+    def prepare_whole(self, frame: np.ndarray) -> PreparedFrame:
+        """How the whole ``frame`` is read: its size, enlargement and whether it is grey."""
         height, width = frame.shape[:2]
-        scale = self.config.scale_for(width, height)
-        prepared = PreparedFrame(width, height, scale, is_monochrome(frame))
+        return PreparedFrame(width, height, self.config.scale_for(width, height),
+                             is_monochrome(frame))
+
+    def prepare(self, frame: np.ndarray, whole: PreparedFrame | None = None,
+                ) -> tuple[PreparedFrame, np.ndarray | CascadeFrame | None]:
+        """The frame as this detector's cascade reads it (enlarged if small); None if too small.
+
+        ``whole``: ``frame`` is a crop of a frame read so: it is enlarged by that frame's
+        factor and thresholded as that frame is (a crop of a colour frame may look grey).
+        """
+        height, width = frame.shape[:2]
+        if whole is None:
+            whole = self.prepare_whole(frame)
+        scale = whole.scale
+        prepared = PreparedFrame(width, height, scale, whole.monochrome)
         if scale != 1.0:
             frame = _resize(frame, scale)
         # MTCNN's image pyramid is empty for frames smaller than min_face_size (torch.cat crash).
@@ -163,8 +205,6 @@ class MergedDetector:
         self._cascades = _shared_cascades(self.detectors)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        from torchvision.ops import nms
-
         if self._cascades:  # one enlarged frame, pyramid and first-stage answers for all
             answers = []
             for frame in frames:
@@ -174,14 +214,53 @@ class MergedDetector:
         else:
             per_frames = zip(*[detector.detect(frames) for detector in self.detectors],
                              strict=True)
-        merged = []
-        for per_frame in per_frames:
-            xyxy = np.concatenate([d.xyxy for d in per_frame])
-            confidence = np.concatenate([d.confidence for d in per_frame])
-            landmarks = np.concatenate([d.landmarks for d in per_frame])
-            keep = nms(torch.from_numpy(xyxy), torch.from_numpy(confidence), MERGE_IOU).numpy()
-            merged.append(Detections(xyxy[keep], confidence[keep], landmarks[keep]))
-        return merged
+        return [merge_detections(per_frame) for per_frame in per_frames]
+
+    def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
+                       expected: Sequence[int] | None = None) -> Detections:
+        """As ``detect`` in the rectangles; where the first detector finds again every face
+        a rectangle held (``expected``, at least one), the others are not run there: they
+        are there to add the faces the first misses (masked ones), and none is missing.
+        A rectangle with no face expected (someone new) gets every detector."""
+        if not self._cascades:
+            return merge_detections([d.detect_regions(frame, rects)  # type: ignore[attr-defined]
+                                     for d in self.detectors])
+        first = self._cascades[0]
+        whole = first.prepare_whole(frame)
+        found = []
+        for i, rect in enumerate(rects):
+            prepared, shared = first.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
+            answers = [first.detect_prepared(prepared, shared)]
+            if expected is None or not 0 < expected[i] <= len(answers[0]):
+                answers += [d.detect_prepared(prepared, shared) for d in self._cascades[1:]]
+            found.append(merge_detections(answers))
+        return merge_detections(shifted(found, rects))
+
+
+def merge_detections(parts: Sequence[Detections]) -> Detections:
+    """One frame's detections from several searches; where boxes overlap (IoU >=
+    MERGE_IOU), the more confident one is kept."""
+    from torchvision.ops import nms
+
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return Detections.empty()
+    xyxy = np.concatenate([d.xyxy for d in parts])
+    confidence = np.concatenate([d.confidence for d in parts])
+    landmarks = np.concatenate([d.landmarks for d in parts])
+    keep = nms(torch.from_numpy(xyxy), torch.from_numpy(confidence), MERGE_IOU).numpy()
+    return Detections(xyxy[keep], confidence[keep], landmarks[keep])
+
+
+def shifted(found: Sequence[Detections], rects: Sequence[Rect]) -> list[Detections]:
+    """Detections in crops moved back to the frame's pixels."""
+    out = []
+    for detections, (x1, y1, _, _) in zip(found, rects, strict=True):
+        offset = np.array([x1, y1], np.float32)
+        out.append(Detections(detections.xyxy + np.tile(offset, 2), detections.confidence,
+                              detections.landmarks + offset))
+    return out
 
 
 def _shared_cascades(detectors: Sequence[FaceDetector]) -> list[MTCNNDetector]:

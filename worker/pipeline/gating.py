@@ -2,9 +2,12 @@
 
 The difference is taken on a small grey copy, cell by cell, so a person stepping into one
 corner of a large quiet scene still counts as motion (a whole-frame mean would drown it).
+The map of cells that moved also says where to detect again (worker/pipeline/regions.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,11 +22,17 @@ CELL_CHANGE = 4.0
 # every sample whose number (from the footage start) is a multiple of it. The grid is
 # absolute so that a job split into segments gates exactly as one run does: a segment
 # starts on a grid sample (``grid_start``), where both runs analyse and agree from then on.
-MAX_CARRIED = 10
+# 25 (5 s at 5 samples/s), not 10: with sparse detection the forced full detections were
+# the largest share of the detector's work left on a fixed camera's clip (make bench), and
+# the changed regions are searched between them anyway. A segment's warm-up starts on the
+# grid, so it is up to this many samples longer.
+MAX_CARRIED = 25
 
 FRAME_ANALYSED = "analysed"
 FRAME_CARRIED = "carried"  # faces carried over from the last analysed frame
-# (A third mode, "tracked" - faces followed without a full detection - is not built yet.)
+# detected only in regions (where the scene changed), the other faces carried over:
+# worker/pipeline/regions.py
+FRAME_TRACKED = "tracked"
 
 
 # Only every STRIDE-th pixel of every STRIDE-th row is read: the grey copy is a summary,
@@ -40,15 +49,20 @@ def grey_blocks(image: np.ndarray) -> np.ndarray:
     return grey.reshape(h // BLOCK_PX, side, w // BLOCK_PX, side).mean(axis=(1, 3))
 
 
-def largest_cell_change(before: np.ndarray, after: np.ndarray) -> float:
-    """The largest mean absolute change over cells of CELL_BLOCKS x CELL_BLOCKS blocks."""
+def cell_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(rows, cols) mean absolute change of each cell of CELL_BLOCKS x CELL_BLOCKS blocks
+    (cell ``(r, c)`` covers frame pixels from ``(r, c) * CELL_PX``, the last ones partly)."""
     diff = np.abs(after - before)
     rows = -(-diff.shape[0] // CELL_BLOCKS) * CELL_BLOCKS
     cols = -(-diff.shape[1] // CELL_BLOCKS) * CELL_BLOCKS
     padded = np.zeros((rows, cols), np.float32)
     padded[: diff.shape[0], : diff.shape[1]] = diff
     cells = padded.reshape(rows // CELL_BLOCKS, CELL_BLOCKS, cols // CELL_BLOCKS, CELL_BLOCKS)
-    return float(cells.mean(axis=(1, 3)).max()) if diff.size else 0.0
+    return cells.mean(axis=(1, 3))
+
+
+#: A cell's side in frame pixels.
+CELL_PX = BLOCK_PX * CELL_BLOCKS
 
 
 def grid_start(sample_number: int, max_carried: int = MAX_CARRIED) -> int:
@@ -82,22 +96,54 @@ class MotionGate:
 
     def needs_analysis(self, image: np.ndarray, timestamp_s: float | None = None) -> bool:
         """Whether ``image`` must be analysed (then it becomes the new reference)."""
+        look = self.look(image, timestamp_s)
+        if look.still:
+            self.carry()
+            return False
+        self.accept(look)
+        return True
+
+    def look(self, image: np.ndarray, timestamp_s: float | None = None) -> GateLook:
+        """Compare ``image`` with the reference; nothing is counted nor kept until the
+        caller says what it did with the frame (``carry`` or ``accept``)."""
         blocks = grey_blocks(image)
         if self.sample_period_s and timestamp_s is not None:
             forced = round(timestamp_s / self.sample_period_s) % self.max_carried == 0
         else:
             forced = self._carried >= self.max_carried
-        still = (
-            self._reference is not None
-            and self._reference.shape == blocks.shape
-            and not forced
-            and largest_cell_change(self._reference, blocks) <= self.cell_change
-        )
-        if still:
-            self._carried += 1
-            self.carried += 1
-            return False
-        self._reference = blocks
+        changed = None
+        if self._reference is not None and self._reference.shape == blocks.shape:
+            changed = cell_changes(self._reference, blocks) > self.cell_change
+        return GateLook(blocks, forced, changed)
+
+    def carry(self) -> None:
+        """The frame looked at was carried over, not analysed."""
+        self._carried += 1
+        self.carried += 1
+
+    def accept(self, look: GateLook, cells: np.ndarray | None = None) -> None:
+        """The frame looked at was analysed: it becomes the reference, wholly, or only in
+        ``cells`` (a (rows, cols) boolean map) when only those were detected again, so that
+        a slow drift elsewhere still adds up against the last frame detected there."""
+        if cells is None or self._reference is None:
+            self._reference = look.blocks
+        else:
+            blocks = np.repeat(np.repeat(cells, CELL_BLOCKS, 0), CELL_BLOCKS, 1)
+            blocks = blocks[: look.blocks.shape[0], : look.blocks.shape[1]]
+            self._reference = np.where(blocks, look.blocks, self._reference)
         self._carried = 0
         self.analysed += 1
-        return True
+
+
+@dataclass(frozen=True)
+class GateLook:
+    """A sampled frame against the gate's reference."""
+
+    blocks: np.ndarray  # the frame's grey copy
+    forced: bool  # a sample on the absolute grid: detect in full
+    changed: np.ndarray | None  # (rows, cols) cells that moved; None: nothing to compare with
+
+    @property
+    def still(self) -> bool:
+        """Nothing moved and no analysis is forced: the frame can be carried over."""
+        return not self.forced and self.changed is not None and not self.changed.any()

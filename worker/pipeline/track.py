@@ -182,7 +182,7 @@ class FaceTracker:
         labels: FaceLabels,
         *,
         own: bool = True,
-        fresh: bool = True,
+        fresh: bool | np.ndarray = True,
     ) -> list[TrackedFace]:
         """Track one analysed frame's faces (already cleared of non-faces), in their order.
 
@@ -191,6 +191,7 @@ class FaceTracker:
                 votes see it, the track figures do not.
             fresh: False when the faces are carried over from an earlier frame (gating):
                 they count for time and the vote as a new reading would, but not as one.
+                Per face, an (N,) bool array, for a frame detected only in regions.
         """
         import supervision as sv
 
@@ -226,7 +227,8 @@ class FaceTracker:
             held = track.vote.add(face_labels[i], float(weights[i]))
             box = tuple(float(v) for v in detections.xyxy[i])
             if own:
-                self._record(track, frame_index, timestamp_s, held, box, float(weights[i]), fresh)
+                read = fresh if isinstance(fresh, bool) else bool(fresh[i])
+                self._record(track, frame_index, timestamp_s, held, box, float(weights[i]), read)
             else:
                 self._last_warmup.append((key, frame_index, box))  # type: ignore[arg-type]
             out.append(TrackedFace(key, face_labels[i], held))
