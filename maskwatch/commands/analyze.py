@@ -57,6 +57,7 @@ def analyze(
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
     started = _process_age_s()
+    setup_start = time.perf_counter()
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -119,6 +120,7 @@ def analyze(
         session.commit()
 
     load_start = time.perf_counter()
+    setup_s = load_start - setup_start
     importlib.import_module("worker.pipeline.analyze")  # torch: timed apart from the load
 
     torch_import_s = time.perf_counter() - load_start
@@ -171,8 +173,9 @@ def analyze(
     else:
         render_report(console, report)
     Console(stderr=True).print(
-        f"[dim]start-up {_seconds(started)} (interpreter and CLI imports) · torch import "
-        f"{torch_import_s:.2f} s · model load {load_s:.2f} s · analysis {analysis_s:.2f} s[/dim]",
+        f"[dim]start-up {_seconds(started)} (interpreter and CLI imports) · database and jobs "
+        f"{setup_s:.2f} s · torch import {torch_import_s:.2f} s · model load {load_s:.2f} s · "
+        f"analysis {analysis_s:.2f} s[/dim]",
         soft_wrap=True,
     )
     if any(j.status != JobStatus.SUCCEEDED.value for j in report.jobs):
