@@ -30,9 +30,11 @@ lint: setup
 	mypy maskwatch worker storage api ml
 	PYTHONPATH=. lint-imports
 
-# default (motion-gated) against --exhaustive on the same clips, stage by stage, in one run
+# default (motion-gated) against --exhaustive on the same clips, stage by stage, in one run;
+# start-up apart (`maskwatch --help`, the analysis path's imports, model load); then
+# `maskwatch analyze` beside a busy loop per core against the same command without them
 bench: setup
-	python scripts/bench_people.py
+	python scripts/bench_people.py --under-load
 
 bench-stages: setup
 	python scripts/bench.py

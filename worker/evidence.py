@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from maskwatch.core.analysis import AnalysisSettings
 from maskwatch.core.records import FaceRecord
 from storage.models import Job
 from storage.repositories import dashboard as dashboard_repo
@@ -14,7 +15,6 @@ from storage.repositories import frames as frame_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import tracks as track_repo
 from storage.repositories import videos as video_repo
-from worker.pipeline.analyze import AnalysisSettings
 from worker.pipeline.decode import probe
 from worker.pipeline.errors import InputError
 from worker.pipeline.evidence import FrameNotFound, evidence_still

@@ -17,25 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from maskwatch.core.analysis import AnalysisSettings
-from storage.models import Job
-from storage.repositories import jobs as job_repo
-from worker.jobs import (
-    ProgressCallback,
-    Segment,
-    analyze_segment,
-    existing_job,
-    failing_job_on_error,
-    finish_job,
-    run_job,
-)
-from worker.pipeline.decode import estimate_sample_count, probe
-from worker.pipeline.errors import InputError
-from worker.planning import plan_ranges
 
+# The job service (SQLAlchemy, the pipeline, torch) is imported where a job runs: the CLI
+# imports this module for its options, and `maskwatch --help` must not pay for them.
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from storage.models import Job
+    from worker.jobs import ProgressCallback, Segment
     from worker.pipeline.analyze import Models
 
 logger = logging.getLogger(__name__)
@@ -58,6 +48,8 @@ def _start_child(database_url: str, checkpoint: str, device: str, settings: dict
 
 
 def _analyze_part(job_id: str, start_s: float, end_s: float | None, index: int) -> int:
+    from worker.jobs import Segment, analyze_segment, existing_job
+
     factory: sessionmaker[Session] = _CHILD["factory"]
     with factory() as session:
         job = existing_job(session, job_id)
@@ -85,6 +77,12 @@ def run_job_in_parts(
     Torch runs with one thread here while the parts run. Failures are recorded on the job
     as ``run_job`` records them.
     """
+    from storage.repositories import jobs as job_repo
+    from worker.jobs import Segment, existing_job, failing_job_on_error, finish_job, run_job
+    from worker.pipeline.decode import estimate_sample_count, probe
+    from worker.pipeline.errors import InputError
+    from worker.planning import plan_ranges
+
     with session_factory() as session:
         job = existing_job(session, job_id)
         try:
@@ -149,6 +147,8 @@ def _run_parts(
     device: str,
     on_progress: ProgressCallback | None,
 ) -> None:
+    from worker.jobs import analyze_segment
+
     with ProcessPoolExecutor(
         max_workers=len(ranges) - 1,
         # spawn: torch's threads do not survive a fork

@@ -13,7 +13,6 @@ from api.errors import documented, media_error
 from api.schemas import ClassifyOut, FaceOut
 from api.uploads import Upload, UploadError, multipart_body, receive_upload
 from maskwatch.runtime import SetupError, analysis_settings
-from worker.images import classify_image, face_json
 from worker.pipeline.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +24,8 @@ CLASSIFY_BODY = multipart_body("one image (JPEG, PNG, ...)")
 
 def classify_upload(svc: Services, upload: Upload) -> ClassifyOut:
     """Run the detector and classifier on the stored image (in a worker thread)."""
+    from worker.images import classify_image, face_json  # torch: the first request loads it
+
     if upload.fields:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from sqlalchemy.orm import Session
 
+# Only what the options need: the analysis itself (rich, SQLAlchemy, torch) is imported when
+# the command runs, so that `maskwatch --help` and the API commands start without it.
 from maskwatch.core.analysis import FAST_DETECTOR_WEIGHTS
-from maskwatch.runtime import (
-    SetupError,
-    analysis_settings,
-    expand_inputs,
-    models_for,
-    open_database,
-)
-from maskwatch.settings import get_settings
-from storage.models import InputKind, Job, JobStatus
-from storage.repositories import cameras as camera_repo
-from storage.repositories import jobs as job_repo
-from worker.evidence import write_job_video
-from worker.local import MIN_SPLIT_S, run_job_in_parts
-from worker.pipeline.errors import InputError
-from worker.pipeline.render import EncodeError
-from worker.report import build_report
+from worker.local import MIN_SPLIT_S
 
-from .render import render_report
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy.orm import Session
+
+    from storage.models import Job
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -73,6 +56,34 @@ def analyze(
     ),
 ) -> None:
     """Analyse footage: detect every face, classify its mask, store per-frame statistics."""
+    started = _process_age_s()
+    setup_start = time.perf_counter()
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from maskwatch.runtime import (
+        SetupError,
+        analysis_settings,
+        expand_inputs,
+        models_for,
+        open_database,
+    )
+    from maskwatch.settings import get_settings
+    from storage.models import InputKind, JobStatus
+    from storage.repositories import cameras as camera_repo
+    from storage.repositories import jobs as job_repo
+    from worker.local import run_job_in_parts
+    from worker.report import build_report
+
+    from .render import render_report
+
     settings = get_settings()
     url = db or settings.database_url
     console = Console(stderr=as_json)
@@ -108,10 +119,17 @@ def analyze(
         ]
         session.commit()
 
+    load_start = time.perf_counter()
+    setup_s = load_start - setup_start
+    importlib.import_module("worker.pipeline.analyze")  # torch: timed apart from the load
+
+    torch_import_s = time.perf_counter() - load_start
     try:
         models = models_for(settings, analysis)
     except SetupError as exc:
         raise _usage_error(console, str(exc)) from exc
+    load_s = time.perf_counter() - load_start - torch_import_s
+    analysis_start = time.perf_counter()
 
     with Progress(
         TextColumn("{task.description}"),
@@ -144,6 +162,7 @@ def analyze(
                 completed=finished,
             )
 
+    analysis_s = time.perf_counter() - analysis_start
     with session_factory() as session:
         jobs = [job_repo.get_job(session, job_id) for job_id in job_ids]
         report = build_report(session, [j for j in jobs if j is not None], worst=worst)
@@ -153,12 +172,35 @@ def analyze(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render_report(console, report)
+    Console(stderr=True).print(
+        f"[dim]start-up {_seconds(started)} (interpreter and CLI imports) · database and jobs "
+        f"{setup_s:.2f} s · torch import {torch_import_s:.2f} s · model load {load_s:.2f} s · "
+        f"analysis {analysis_s:.2f} s[/dim]",
+        soft_wrap=True,
+    )
     if any(j.status != JobStatus.SUCCEEDED.value for j in report.jobs):
         raise typer.Exit(1)
 
 
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux; None elsewhere): interpreter and imports
+    when read as a command begins."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
 def _usage_error(console: Console, message: str) -> typer.Exit:
     """Print ``message`` as one line (never wrapped, never read as markup); exit status 2."""
+    from rich.markup import escape
+
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
@@ -167,6 +209,13 @@ def _write_video(
     session: Session, job: Job | None, footage: Path, out: Path, blur: bool, console: Console
 ) -> None:
     """Write the job's annotated video; a failure is reported and sets exit status 1."""
+    from rich.console import Console
+
+    from storage.models import JobStatus
+    from worker.evidence import write_job_video
+    from worker.pipeline.errors import InputError
+    from worker.pipeline.render import EncodeError
+
     if job is None or job.status is not JobStatus.SUCCEEDED:
         console.print(f"[yellow]no annotated video:[/yellow] {footage.name} was not analysed")
         return

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from maskwatch.core.records import FaceRecord
-from maskwatch.runtime import SetupError, analysis_settings, models_for
-from maskwatch.settings import get_settings
-from worker.pipeline.annotate import annotate
-from worker.pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def safe_stem(name: str) -> str:
@@ -32,7 +30,13 @@ def classify(
     min_face_size: int = typer.Option(None, help="Smallest face searched for, in pixels."),
 ) -> None:
     """Find every face in each image and say whether it wears a mask."""
+    from rich.console import Console
+
+    from maskwatch.runtime import SetupError, analysis_settings, models_for
+    from maskwatch.settings import get_settings
     from worker.images import classify_image, face_json  # torch: imported when used
+    from worker.pipeline.annotate import annotate
+    from worker.pipeline.errors import InputError
 
     settings = get_settings()
     console = Console(stderr=as_json)
@@ -81,6 +85,8 @@ def _unscale(face: FaceRecord, scale: float) -> FaceRecord:
 
 
 def _render(console: Console, path: Path, faces: list[FaceRecord]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{path}: {len(faces)} face(s)", title_justify="left")
     for column in ("#", "box (x1, y1, x2, y2)", "label", "score"):
         table.add_column(column)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from maskwatch.runtime import SetupError, database_access
-from maskwatch.settings import get_settings
-from storage.db import current_revision, upgrade
-
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
 
@@ -17,6 +13,10 @@ def db_upgrade(
     revision: str = typer.Option("head", help="Target revision."),
 ) -> None:
     """Apply migrations up to REVISION."""
+    from maskwatch.runtime import SetupError, database_access
+    from maskwatch.settings import get_settings
+    from storage.db import current_revision, upgrade
+
     url = db or get_settings().database_url
     try:
         with database_access(url):
@@ -30,6 +30,10 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(db: str = typer.Option(None, help="Database URL.")) -> None:
     """Print the schema revision the database is at."""
+    from maskwatch.runtime import SetupError, database_access
+    from maskwatch.settings import get_settings
+    from storage.db import current_revision
+
     url = db or get_settings().database_url
     try:
         with database_access(url):

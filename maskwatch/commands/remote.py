@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from maskwatch.client import ApiError, MaskWatchClient, NoApiKey
+if TYPE_CHECKING:
+    from maskwatch.client import MaskWatchClient
 
 API_OPTION = typer.Option(
     None, "--api", help="API base URL (default: MASKWATCH_API_URL, else where `serve` listens)."
@@ -26,6 +27,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def connected(api: str | None, key: str | None) -> Iterator[MaskWatchClient]:
     """A client from the options or the settings; exit 2 without a key, 1 on an API error."""
+    from maskwatch.client import ApiError, MaskWatchClient, NoApiKey  # httpx: when used
+
     try:
         client = MaskWatchClient.from_settings(api, key)
     except NoApiKey as exc:

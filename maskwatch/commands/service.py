@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.commands.remote import API_OPTION, KEY_OPTION, connected, print_json
-from maskwatch.runtime import SetupError, open_database
-from maskwatch.settings import get_settings
-from storage.models import ApiKey
-from storage.repositories import api_keys as key_repo
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +31,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _key_sessions(db: str | None) -> sessionmaker[Session]:
     """Sessions on ``db`` or the configured database (the embedded SQLite file is migrated)."""
+    from maskwatch.runtime import SetupError, open_database
+    from maskwatch.settings import get_settings
+
     url = db or get_settings().database_url
     try:
         return open_database(url, auto_upgrade=url.startswith("sqlite"))
@@ -53,6 +54,8 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from maskwatch.runtime import SetupError, open_database
+    from maskwatch.settings import get_settings
 
     settings = get_settings()
     try:
@@ -82,6 +85,8 @@ def keys_create(
     db: str = DB_OPTION,
 ) -> None:
     """Create an API key and print it once on stdout; only its hash is stored."""
+    from storage.repositories import api_keys as key_repo
+
     if site is not None and admin:
         _fail("--site and --admin exclude each other", 2)
     if site is not None and not site.strip():
@@ -100,6 +105,9 @@ def keys_revoke(
     key_id: int = typer.Argument(..., help="The key's id."), db: str = DB_OPTION
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
+    from storage.models import ApiKey
+    from storage.repositories import api_keys as key_repo
+
     session_factory = _key_sessions(db)
     with session_factory() as session:
         api_key = session.get(ApiKey, key_id)

@@ -11,10 +11,6 @@ from typing import Annotated
 
 import typer
 
-from maskwatch.runtime import SetupError
-from maskwatch.settings import get_settings
-from storage.db import is_up_to_date
-
 
 def worker(
     queues: str = typer.Option(
@@ -31,6 +27,10 @@ def worker(
     ),
 ) -> None:
     """Run a Celery worker that analyses job segments from the broker (prefork pool)."""
+    from maskwatch.runtime import SetupError
+    from maskwatch.settings import get_settings
+    from storage.db import is_up_to_date
+
     settings = get_settings()
     try:
         if not settings.broker_url.startswith(("redis://", "rediss://")):
@@ -107,6 +107,7 @@ def requeue(
     Workers do this by themselves when the broker loses its messages; use it after an
     outage that lost messages some other way. Sending work twice is harmless.
     """
+    from maskwatch.settings import get_settings
     from storage.db import make_engine, make_session_factory
     from worker.dispatch import requeue as requeue_work
 

@@ -13,11 +13,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from maskwatch.runtime import SetupError, analysis_settings, models_for
 from maskwatch.settings import get_settings
-from ml.data.scenes import load_scenes, read_split
-from ml.evaluation.run import describe_run, evaluate, predict_scenes
-from worker.pipeline.errors import InputError
 
 
 def parse_thresholds(value: str | None) -> tuple[float, float, float] | None:
@@ -94,6 +90,12 @@ def evaluate_scenes(
     ] = 1000,
 ) -> None:
     """Run the whole pipeline on annotated scenes and score it at IoU 0.5 (VOC rules)."""
+    # torch, torchmetrics, the data readers: imported when the command runs, not for --help
+    from maskwatch.runtime import SetupError, analysis_settings, models_for
+    from ml.data.scenes import load_scenes, read_split
+    from ml.evaluation.run import describe_run, evaluate, predict_scenes
+    from worker.pipeline.errors import InputError
+
     settings = get_settings()
     if checkpoint is not None:
         settings = settings.model_copy(update={"checkpoint": checkpoint})

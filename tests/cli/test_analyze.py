@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,13 @@ def test_human_report_names_the_numbers(
     assert result.exit_code == 0, result.output
     assert "faces 20" in result.output
     assert "compliance" in result.output and "60.0%" in result.output
+    # start-up and model load apart from the analysis, on stderr (stdout is the report)
+    assert re.search(
+        r"start-up [\d.]+ s \(interpreter and CLI imports\) · database and jobs [\d.]+ s · "
+        r"torch import [\d.]+ s · model load [\d.]+ s · analysis [\d.]+ s",
+        result.stderr,
+    ), result.stderr
+    assert "start-up" not in result.stdout
 
 
 def failed_job(session_for) -> Job:
