@@ -118,9 +118,23 @@ def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detectio
         return detections, labels
     column = labels.class_names.index(CLASS_NOT_FACE)
     keep = labels.probabilities[:, column] < NOT_FACE_VETO
-    probabilities = labels.probabilities[keep].copy()
+    kept = labels.select(keep)
+    probabilities = kept.probabilities.copy()
     probabilities[:, column] = 0.0
-    return detections.select(keep), FaceLabels(labels.class_names, probabilities)
+    return detections.select(keep), replace(kept, probabilities=probabilities)
+
+
+def read_faces(
+    classifier: MaskClassifier,
+    frame: Frame,
+    detections: Detections,
+    tracker: FaceTracker | None = None,
+) -> FaceLabels:
+    """Classify a frame's faces, but for those the tracker holds a settled label for."""
+    held = tracker.held_labels(frame.timestamp_s, detections) if tracker is not None else None
+    if held is None:
+        return classifier.classify(frame.image, detections.xyxy)
+    return held.merge(classifier.classify(frame.image, detections.xyxy[held.need]))
 
 
 def analyze_frames(
@@ -130,16 +144,44 @@ def analyze_frames(
     tracker: FaceTracker | None = None,
     own_from_s: float = 0.0,
     gate: MotionGate | None = None,
+    own_until_s: float | None = None,
 ) -> Iterator[FrameRecord]:
     """Detect and classify the faces of each frame, in order; track them when asked.
 
     Args:
         tracker: links the faces into tracks; each face record then names its track.
+            A frame's record then comes after the next frame is tracked: the tracker
+            confirms a track one frame after the face that started it.
         own_from_s: frames before this time are warm-up for the tracker only (a segment
             starting later in the footage): they are analysed but not yielded.
         gate: when given, a frame the gate finds unchanged is not detected nor classified:
             the last analysed frame's faces are carried over (and tracked as seen again).
+        own_until_s: frames from this time on are look-ahead for the tracker only (a
+            segment ending before the footage does): they confirm the tracks started on
+            the segment's last frames, and are not yielded.
     """
+    records = _analyzed_frames(frames, models, box_scale, tracker, own_from_s, gate, own_until_s)
+    if tracker is None:
+        yield from records
+        return
+    held = None
+    for record in records:  # one behind: the next frame names late-confirmed tracks
+        if held is not None:
+            yield tracker.with_late_keys(held)
+        held = record
+    if held is not None:
+        yield tracker.with_late_keys(held)
+
+
+def _analyzed_frames(
+    frames: Iterable[Frame],
+    models: Models,
+    box_scale: float,
+    tracker: FaceTracker | None,
+    own_from_s: float,
+    gate: MotionGate | None,
+    own_until_s: float | None,
+) -> Iterator[FrameRecord]:
     warming = tracker is not None
     last: tuple[Detections, FaceLabels] | None = None
     for frame in frames:
@@ -155,12 +197,14 @@ def analyze_frames(
             if gate is not None and last is None:
                 gate.needs_analysis(frame.image, frame.timestamp_s)  # the first reference
             detections = models.detector.detect([frame.image])[0]
-            labels = models.classifier.classify(frame.image, detections.xyxy)
+            labels = read_faces(models.classifier, frame, detections, tracker)
             last = (detections, labels)
         if tracker is None:
             yield replace(frame_record(frame, detections, labels, box_scale), mode=mode)
             continue
-        own = frame.timestamp_s >= own_from_s
+        own = frame.timestamp_s >= own_from_s and (
+            own_until_s is None or frame.timestamp_s < own_until_s
+        )
         if own and warming:
             tracker.end_warmup()
             warming = False
