@@ -244,3 +244,17 @@ def test_an_unsure_track_is_read_every_time() -> None:
         assert tracker.held_labels(i * 0.2, detections) is None
         tracker.update(i * 2, i * 0.2, detections, unsure)
     assert tracker.held_faces == 0
+
+
+def test_a_face_hidden_for_under_lost_after_s_stays_one_track() -> None:
+    tracker = FaceTracker(0.2, 5.0)
+    # 1.6 s without the face, then back at nearly the same place (woman-puts-on-masks.mp4)
+    hidden = range(21, 29)
+    for i in range(40):
+        box = (437, 124, 776, 469) if i <= 20 else (432, 168, 773, 461)
+        boxes = [] if i in hidden else [box]
+        detections, labels = frame_faces(boxes, [U if i <= 20 else M] * len(boxes))
+        tracker.update(i * 2, i * 0.2, detections, labels)
+    (track,) = tracker.tracks.values()
+    assert track.seconds_seen == pytest.approx((40 - len(hidden)) * 0.2)
+    assert track.seconds[U] > 0 and track.seconds[M] > 0  # one person, who masked up

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 # Readings a track's label is voted over; also the frames a segment starts early, so that
 # its tracks and votes are warm at its first own frame (see ``warmup_samples``).
 VOTE_WINDOW = 7
-# A track unseen this long is over (ByteTrack's lost-track buffer).
-LOST_AFTER_S = 1.5
+# A track unseen this long is over (ByteTrack's lost-track buffer). 2 s, not 1.5: a person
+# hidden for 1.6 s (woman-puts-on-masks.mp4 cuts away to masks alone and back to her, at
+# the same place) stayed one track; two people crossing stay two.
+LOST_AFTER_S = 2.0
 # A detection this confident (face probability) may start a track.
 START_CONFIDENCE = 0.5
 # Two tracks of neighbouring segments seen at the same frame are one when their boxes
