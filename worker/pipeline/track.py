@@ -48,14 +48,17 @@ RESUME_IOU = 0.3
 # SETTLE_CONFIDENCE sure; its faces then take the mean of those readings instead of being
 # read (``FaceTracker.held_labels``). A segment's warm-up starts on that grid, so it settles
 # exactly as one run does: settling depends only on readings since the last grid sample.
-SETTLE_READINGS = 3
+SETTLE_READINGS = 2
 SETTLE_CONFIDENCE = 0.8
 # A settled track is read again on its first analysed frame at or after every sample that
 # is a multiple of REREAD_EVERY (a disagreeing reading unsettles it).
 REREAD_EVERY = 5
-# A settled track's face is read again when its box overlaps the box last read less than
-# this, or its face probability moved by more than SETTLED_FACE_PROB_CHANGE.
-SETTLED_IOU = 0.6
+# A face follows a settled track when its box overlaps the track's box on the last analysed
+# frame by SETTLED_IOU; it is read again all the same when its box's width or height
+# changed by more than SETTLED_SIZE_CHANGE times since the last reading, or its face
+# probability by more than SETTLED_FACE_PROB_CHANGE (a face turning, a hand before it).
+SETTLED_IOU = 0.5
+SETTLED_SIZE_CHANGE = 1.1
 SETTLED_FACE_PROB_CHANGE = 0.05
 # Ties in seconds are broken towards the least compliant label.
 _LABEL_PRIORITY = (
@@ -129,12 +132,16 @@ class Track:
     handoff: tuple[int, tuple[float, float, float, float]] | None = None
     # The latest readings that agree (same label, each sure enough), oldest first.
     streak: list[Reading] = field(default_factory=list)
+    # Where the track's face was on the last analysed frame it was seen on (and when).
+    seen: tuple[int, tuple[float, float, float, float]] | None = None
 
     def settled_reading(self, since_sample: int, reread_from: int) -> Reading | None:
         """The last reading when the track's label is settled since ``since_sample`` and
         was read at or after ``reread_from``; else None."""
         recent = [r for r in self.streak if r.sample >= since_sample]
         if len(recent) < SETTLE_READINGS or recent[-1].sample < reread_from:
+            return None
+        if self.seen is None or self.seen[0] < since_sample:
             return None
         return recent[-1]
 
@@ -263,10 +270,11 @@ class FaceTracker:
     def held_labels(self, timestamp_s: float, detections: Detections) -> HeldLabels | None:
         """Which of a frame's faces need the classifier; the others' settled readings.
 
-        A face is held for a settled track when its box overlaps the box last read for the
-        track by SETTLED_IOU or more (the best overlap wins, one face per track) and its
-        face probability is within SETTLED_FACE_PROB_CHANGE of that reading's. None when
-        every face needs reading.
+        A face is held for a settled track when its box overlaps the track's box on the
+        last analysed frame by SETTLED_IOU or more (the best overlap wins, one face per
+        track), and its box's size and face probability are close to those of the last
+        reading (SETTLED_SIZE_CHANGE, SETTLED_FACE_PROB_CHANGE). None when every face
+        needs reading.
         """
         self._held_for = {}
         if not self.settle or not len(detections):
@@ -282,11 +290,10 @@ class FaceTracker:
             return None
         pairs = sorted(
             (
-                (box_iou(reading.box, detections.xyxy[i]), i, key)
+                (box_iou(self.tracks[key].seen[1], detections.xyxy[i]), i, key)  # type: ignore[index]
                 for key, reading in settled
                 for i in range(len(detections))
-                if abs(float(detections.confidence[i]) - reading.face_prob)
-                <= SETTLED_FACE_PROB_CHANGE
+                if _looks_as_read(reading, detections.xyxy[i], float(detections.confidence[i]))
             ),
             key=lambda pair: (-pair[0], pair[1], pair[2]),
         )
@@ -435,6 +442,8 @@ class FaceTracker:
         """Count one face for track ``key``; returns the track's voted label after it."""
         track = self.tracks.setdefault(key, Track(key))
         held = track.vote.add(sighting.label, sighting.weight)
+        if sighting.fresh:
+            track.seen = (self.sample_number(sighting.timestamp_s), sighting.box)
         if sighting.fresh and sighting.read and self.settle:
             sample = self.sample_number(sighting.timestamp_s)
             reading = Reading(sample, sighting.probabilities, sighting.box, sighting.face_prob)
@@ -520,6 +529,19 @@ class HeldLabels:
         for face, row in self.rows.items():
             probabilities[face] = row
         return FaceLabels(read.class_names, probabilities, held=~self.need)
+
+
+def _looks_as_read(reading: Reading, box: Sequence[float], face_prob: float) -> bool:
+    """Whether a face's box and face probability are close to those of ``reading``."""
+    w0, h0 = reading.box[2] - reading.box[0], reading.box[3] - reading.box[1]
+    w, h = float(box[2] - box[0]), float(box[3] - box[1])
+    if min(w0, h0, w, h) <= 0:
+        return False
+    size = max(w / w0, w0 / w, h / h0, h0 / h)
+    return (
+        size <= SETTLED_SIZE_CHANGE
+        and abs(face_prob - reading.face_prob) <= SETTLED_FACE_PROB_CHANGE
+    )
 
 
 def _box_key(box: Sequence[float] | np.ndarray) -> tuple[float, ...]:
