@@ -43,6 +43,7 @@ STAGES = ("decode", "gating", "detection", "classification", "tracking", "storag
 SPENT: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
 PIXELS: dict[str, int] = defaultdict(int)  # frame pixels searched: whole frames, regions
+FACES_CLASSIFIED = [0]  # faces the classifier read (a call reads all faces it is given)
 
 
 def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,9 +81,13 @@ def instrument(models: Any) -> None:
 
     detector.detect = timed("detection", detect)
     detector.detect_regions = timed("region_detection", detect_regions)
-    classify.CNNMaskClassifier.classify = timed(  # type: ignore[method-assign]
-        "classification", classify.CNNMaskClassifier.classify
-    )
+    classify_faces = timed("classification", classify.CNNMaskClassifier.classify)
+
+    def counted(self: Any, frame: Any, xyxy: Any) -> Any:
+        FACES_CLASSIFIED[0] += len(xyxy)
+        return classify_faces(self, frame, xyxy)
+
+    classify.CNNMaskClassifier.classify = counted  # type: ignore[method-assign]
     frames.replace_frames = timed("storage", frames.replace_frames)
     tracks.save_tracks = timed("storage", tracks.save_tracks)
 
@@ -242,6 +247,7 @@ def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[st
     SPENT.clear()
     CALLS.clear()
     PIXELS.clear()
+    FACES_CLASSIFIED[0] = 0
     wall0, cpu0 = time.perf_counter(), cpu_s()
     run_job(factory, job_id, models)
     wall, cpu = time.perf_counter() - wall0, cpu_s() - cpu0
@@ -267,6 +273,7 @@ def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[st
         "region_crops": CALLS.get("region_crops", 0),
         "mpixels_detected": round((PIXELS["full"] + PIXELS["regions"]) / 1e6, 1),
         "modes": {mode: modes.get(mode, 0) for mode in ("analysed", "tracked", "carried")},
+        "faces_classified": FACES_CLASSIFIED[0],
         "stages_s": {stage: stages[stage] for stage in STAGES},
         "face_frame_compliance": summary.compliance_ratio,
         "people": {
@@ -375,7 +382,7 @@ def main() -> None:
         print(f"\n{r['clip']} ({r['duration_s']} s; truth {r['truth_people']})")
         print(f"  {'':16}{'default':>10}{'exhaustive':>12}{'ratio':>8}")
         for key in ("wall_s", "cpu_s", "frames", "detector_calls", "region_calls",
-                    "region_crops", "mpixels_detected"):
+                    "region_crops", "mpixels_detected", "faces_classified"):
             print(f"  {key:16}{d[key]:>10}{e[key]:>12}{ratio(e[key], d[key]) or '':>8}")
         print(f"  frame modes      {d['modes']} vs {e['modes']}")
         for stage in STAGES:

@@ -94,15 +94,20 @@ def analyze_segment(
         period = people.sample_period_s
         own_first = round(segment.start_s / period)
         first = own_first - warmup_samples()
-        if gate is not None:
+        if gate is not None or people.settle:  # both start over on the grid
             first = grid_start(first)
         # half a period more: a sample's frame may lie a little before its nominal time
         warmup_s = max(0, own_first - first) * period + period / 2
+    # A segment ending before the footage does reads a sample or two more: a track started
+    # on its last frame is confirmed by the tracker on the next one (not stored here).
+    lookahead_end = segment.end_s
+    if segment.end_s is not None and people.sample_period_s > 0:
+        lookahead_end = segment.end_s + 1.5 * people.sample_period_s
     frames = iter_frames(
         info,
         sample_fps=settings.sample_fps if info.kind == "video" else None,
         start_s=max(0.0, segment.start_s - warmup_s),
-        end_s=segment.end_s,
+        end_s=lookahead_end,
         max_side=settings.max_frame_side,
     )
     expected = estimate_sample_count(info, settings.sample_fps, segment.start_s, segment.end_s)
@@ -136,7 +141,9 @@ def analyze_segment(
             on_progress(done, expected)
 
     try:
-        for record in analyze_frames(frames, models, box_scale, people, segment.start_s, gate):
+        for record in analyze_frames(
+            frames, models, box_scale, people, segment.start_s, gate, segment.end_s
+        ):
             batch.append(record)
             faces += record.faces
             if len(batch) >= batch_frames:

@@ -140,10 +140,28 @@ def test_tracker_keeps_one_track_per_walking_face_and_counts_its_seconds() -> No
     assert len(tracks) == 2
     by_label = {t.label: t for t in tracks}
     assert set(by_label) == {U, M}
-    # the spawning frame has no confirmed track yet: 19 of the 20 frames are counted
-    assert by_label[U].readings == 19
-    assert by_label[U].seconds_seen == pytest.approx(19 * 0.2)
-    assert by_label[M].seconds[M] == pytest.approx(19 * 0.2)
+    # the frame that started each track counts too, once the tracker confirms it
+    assert by_label[U].readings == 20 and by_label[U].first_frame_index == 0
+    assert by_label[U].seconds_seen == pytest.approx(20 * 0.2)
+    assert by_label[M].seconds[M] == pytest.approx(20 * 0.2)
+
+
+@pytest.mark.parametrize("frames", [2, 3, 7])
+def test_a_face_seen_on_n_samples_counts_n_sample_periods(frames: int) -> None:
+    tracker = FaceTracker(0.2, 5.0)
+    late = []
+    for i in range(frames + 3):  # seen on the first ``frames`` samples, then gone
+        boxes = [(10 + 4 * i, 50, 90 + 4 * i, 150)] if i < frames else []
+        detections, labels = frame_faces(boxes, [U] * len(boxes))
+        keys = [face.track_key for face in tracker.update(i * 2, i * 0.2, detections, labels)]
+        late.append(tracker.late_keys((i - 1) * 2))
+        if i == 0:
+            assert keys == [None]  # ByteTrack confirms on the second frame ...
+    (track,) = tracker.tracks.values()
+    assert track.seconds_seen == pytest.approx(frames * 0.2)
+    assert track.readings == frames and (track.first_s, track.first_frame_index) == (0.0, 0)
+    # ... and then names the first frame's face, whose record was already made
+    assert late[1] == {0: track.key} and not any(late[2:])
 
 
 def test_warmup_frames_feed_the_vote_and_the_handoff_not_the_figures() -> None:
@@ -174,5 +192,69 @@ def test_carried_frames_count_for_time_not_as_readings() -> None:
         detections, labels = frame_faces([(10, 50, 90, 150)], [M])
         tracker.update(i * 2, i * 0.2, detections, labels, fresh=i < 3)
     (track,) = tracker.tracks.values()
-    assert track.readings == 2  # frames 1 and 2 (frame 0 spawned the track)
-    assert track.seconds_seen == pytest.approx(5 * 0.2)
+    assert track.readings == 3  # frames 0, 1 and 2
+    assert track.seconds_seen == pytest.approx(6 * 0.2)
+
+
+def classify_at(
+    tracker: FaceTracker, i: int, box: tuple[float, float, float, float], label: str
+) -> bool:
+    """Sample ``i`` of one face through held_labels and update, as analyze_frames does;
+    True when the classifier had to read the face."""
+    detections, read = frame_faces([box], [label])
+    held = tracker.held_labels(i * 0.2, detections)
+    labels = read if held is None else held.merge(read.select(held.need))
+    tracker.update(i * 2, i * 0.2, detections, labels)
+    return held is None or bool(held.need[0])
+
+
+def test_a_settled_track_is_read_after_a_grid_sample_and_now_and_then() -> None:
+    tracker = FaceTracker(0.2, 5.0, settle=True)
+    box = (10, 50, 90, 150)
+    read = [i for i in range(25) if classify_at(tracker, i, box, M)]
+    # 0-1 settle it; re-read at 5 and 15; settling starts over on the gate's grid (10,
+    # 20), where every face is read until two readings agree again
+    assert read == [0, 1, 5, 10, 11, 15, 20, 21]
+    (track,) = tracker.tracks.values()
+    assert track.readings == len(read)  # held faces count for time, not as readings
+    assert track.seconds_seen == pytest.approx(25 * 0.2) and track.label == M
+    assert tracker.held_faces == 25 - len(read) and tracker.held_elsewhere == 0
+
+
+def test_a_settled_face_is_followed_and_read_again_when_its_box_changes_size() -> None:
+    tracker = FaceTracker(0.2, 5.0, settle=True)
+    read = [i for i in range(5) if classify_at(tracker, i, (10, 50, 90, 150), U)]
+    assert read == [0, 1]
+    # walking on at the same size: the settled label follows the face
+    assert not classify_at(tracker, 2, (30, 50, 110, 150), U)
+    # a mask goes on at sample 3 and the box grows by a fifth: read again at once
+    labels = [(M, (30, 50, 110, 170))] * 7
+    read = [i for i, (label, box) in zip(range(3, 10), labels, strict=True)
+            if classify_at(tracker, i, box, label)]
+    assert read == [3, 4, 5]  # 3-4 settle the new label (5: the periodic re-read)
+    (track,) = tracker.tracks.values()
+    assert track.vote.label == M
+
+
+def test_an_unsure_track_is_read_every_time() -> None:
+    tracker = FaceTracker(0.2, 5.0, settle=True)
+    detections, _ = frame_faces([(10, 50, 90, 150)], [M])
+    unsure = FaceLabels(CLASSES, np.array([[0.1, 0.7, 0.2]], np.float32))
+    for i in range(12):
+        assert tracker.held_labels(i * 0.2, detections) is None
+        tracker.update(i * 2, i * 0.2, detections, unsure)
+    assert tracker.held_faces == 0
+
+
+def test_a_face_hidden_for_under_lost_after_s_stays_one_track() -> None:
+    tracker = FaceTracker(0.2, 5.0)
+    # 1.6 s without the face, then back at nearly the same place (woman-puts-on-masks.mp4)
+    hidden = range(21, 29)
+    for i in range(40):
+        box = (437, 124, 776, 469) if i <= 20 else (432, 168, 773, 461)
+        boxes = [] if i in hidden else [box]
+        detections, labels = frame_faces(boxes, [U if i <= 20 else M] * len(boxes))
+        tracker.update(i * 2, i * 0.2, detections, labels)
+    (track,) = tracker.tracks.values()
+    assert track.seconds_seen == pytest.approx((40 - len(hidden)) * 0.2)
+    assert track.seconds[U] > 0 and track.seconds[M] > 0  # one person, who masked up

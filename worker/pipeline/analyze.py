@@ -127,9 +127,23 @@ def drop_non_faces(detections: Detections, labels: FaceLabels) -> tuple[Detectio
         return detections, labels
     column = labels.class_names.index(CLASS_NOT_FACE)
     keep = kept_faces(labels)
-    probabilities = labels.probabilities[keep].copy()
+    kept = labels.select(keep)
+    probabilities = kept.probabilities.copy()
     probabilities[:, column] = 0.0
-    return detections.select(keep), FaceLabels(labels.class_names, probabilities)
+    return detections.select(keep), replace(kept, probabilities=probabilities)
+
+
+def read_faces(
+    classifier: MaskClassifier,
+    frame: Frame,
+    detections: Detections,
+    tracker: FaceTracker | None = None,
+) -> FaceLabels:
+    """Classify a frame's faces, but for those the tracker holds a settled label for."""
+    held = tracker.held_labels(frame.timestamp_s, detections) if tracker is not None else None
+    if held is None:
+        return classifier.classify(frame.image, detections.xyxy)
+    return held.merge(classifier.classify(frame.image, detections.xyxy[held.need]))
 
 
 def analyze_frames(
@@ -139,18 +153,46 @@ def analyze_frames(
     tracker: FaceTracker | None = None,
     own_from_s: float = 0.0,
     gate: MotionGate | None = None,
+    own_until_s: float | None = None,
 ) -> Iterator[FrameRecord]:
     """Detect and classify the faces of each frame, in order; track them when asked.
 
     Args:
         tracker: links the faces into tracks; each face record then names its track.
+            A frame's record then comes after the next frame is tracked: the tracker
+            confirms a track one frame after the face that started it.
         own_from_s: frames before this time are warm-up for the tracker only (a segment
             starting later in the footage): they are analysed but not yielded.
         gate: when given, frames are detected sparsely (worker/pipeline/regions.py): a frame
             the gate finds unchanged is not detected nor classified, the last frame's faces
             are carried over (and tracked as seen again); a frame that changed in part is
             detected only there ("tracked"), its other faces carried.
+        own_until_s: frames from this time on are look-ahead for the tracker only (a
+            segment ending before the footage does): they confirm the tracks started on
+            the segment's last frames, and are not yielded.
     """
+    records = _analyzed_frames(frames, models, box_scale, tracker, own_from_s, gate, own_until_s)
+    if tracker is None:
+        yield from records
+        return
+    held = None
+    for record in records:  # one behind: the next frame names late-confirmed tracks
+        if held is not None:
+            yield tracker.with_late_keys(held)
+        held = record
+    if held is not None:
+        yield tracker.with_late_keys(held)
+
+
+def _analyzed_frames(
+    frames: Iterable[Frame],
+    models: Models,
+    box_scale: float,
+    tracker: FaceTracker | None,
+    own_from_s: float,
+    gate: MotionGate | None,
+    own_until_s: float | None,
+) -> Iterator[FrameRecord]:
     warming = tracker is not None
     planner = None
     if gate is not None:
@@ -165,19 +207,21 @@ def analyze_frames(
             detections, labels = last
             fresh = False
         elif plan.mode == FRAME_TRACKED and last is not None:
-            detections, labels, fresh = detect_in_regions(frame, models, plan, last)
+            detections, labels, fresh = detect_in_regions(frame, models, plan, last, tracker)
             if plan.follow and len(detections) < len(last[0]) and planner is not None:
                 plan = planner.full()  # a followed face was lost: look at the whole frame
         if plan.mode == FRAME_ANALYSED or last is None:
             detections = models.detector.detect([frame.image])[0]
-            labels = models.classifier.classify(frame.image, detections.xyxy)
+            labels = read_faces(models.classifier, frame, detections, tracker)
             fresh = True
         last = (detections, labels)
         mode = plan.mode
         if tracker is None:
             yield replace(frame_record(frame, detections, labels, box_scale), mode=mode)
             continue
-        own = frame.timestamp_s >= own_from_s
+        own = frame.timestamp_s >= own_from_s and (
+            own_until_s is None or frame.timestamp_s < own_until_s
+        )
         if own and warming:
             tracker.end_warmup()
             warming = False
@@ -199,10 +243,15 @@ def analyze_frames(
 
 
 def detect_in_regions(
-    frame: Frame, models: Models, plan: Plan, last: tuple[Detections, FaceLabels]
+    frame: Frame,
+    models: Models,
+    plan: Plan,
+    last: tuple[Detections, FaceLabels],
+    tracker: FaceTracker | None = None,
 ) -> tuple[Detections, FaceLabels, np.ndarray]:
     """A tracked frame's faces: the last frame's outside the plan's rectangles, carried with
-    their labels, then those the detector finds inside them, classified.
+    their labels, then those the detector finds inside them, classified (but for those the
+    tracker holds a settled label for, as on a whole frame: ``read_faces``).
 
     Returns the detections, their labels, and which faces are fresh (not carried).
     """
@@ -215,7 +264,7 @@ def detect_in_regions(
         if plan.rects
         else Detections.empty()
     )
-    labels = models.classifier.classify(frame.image, found.xyxy)
+    labels = read_faces(models.classifier, frame, found, tracker)
     kept, kept_labels = last[0].select(carried), last[1].select(carried)
     detections = Detections(
         np.concatenate([kept.xyxy, found.xyxy]),
@@ -223,7 +272,11 @@ def detect_in_regions(
         np.concatenate([kept.landmarks, found.landmarks]),
     )
     both = FaceLabels(
-        last[1].class_names, np.concatenate([kept_labels.probabilities, labels.probabilities])
+        last[1].class_names,
+        np.concatenate([kept_labels.probabilities, labels.probabilities]),
+        None
+        if kept_labels.held is None and labels.held is None
+        else np.concatenate([~kept_labels.read, ~labels.read]),
     )
     fresh = np.concatenate([np.zeros(len(kept), bool), np.ones(len(found), bool)])
     return detections, both, fresh

@@ -37,6 +37,9 @@ class FaceLabels:
 
     class_names: tuple[str, ...]
     probabilities: np.ndarray  # (N, C) float32, rows sum to 1 (less once not_face is removed)
+    # (N,) bool: True for a face the classifier did not read, whose row is its track's
+    # settled reading (track.FaceTracker.held_labels); None: every face was read
+    held: np.ndarray | None = None
 
     @property
     def label_index(self) -> np.ndarray:  # (N,) int64
@@ -55,5 +58,12 @@ class FaceLabels:
     def __len__(self) -> int:
         return int(self.probabilities.shape[0])
 
+    @property
+    def read(self) -> np.ndarray:  # (N,) bool: the faces the classifier read
+        if self.held is None:
+            return np.ones((len(self),), bool)
+        return ~self.held
+
     def select(self, keep: np.ndarray) -> FaceLabels:
-        return FaceLabels(self.class_names, self.probabilities[keep])
+        held = None if self.held is None else self.held[keep]
+        return FaceLabels(self.class_names, self.probabilities[keep], held)
