@@ -204,6 +204,12 @@ def test_a_panning_camera_still_finds_the_faces(
     modes = [frame[1] for frame in got["frames"]]
     # the whole frame moves: nothing is carried, nor searched only in the moved cells
     assert set(modes) == {"analysed"} and sparse.frames == full.frames
+    # the same frames, faces, tracks and people; a settled track is read less often
+    # (worker/pipeline/track.py), so only the readings behind each track differ
+    readings = [track[-1] for track in got["tracks"]]
+    assert all(r <= ref[-1] for r, ref in zip(readings, reference["tracks"], strict=True))
+    got["tracks"] = [track[:-1] for track in got["tracks"]]
+    reference["tracks"] = [track[:-1] for track in reference["tracks"]]
     assert got == reference
     people = ("total", "masked", "unmasked", "incorrect")
     assert [getattr(got["people"], k) for k in people] == [3, 2, 1, 0]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from worker.pipeline.gating import MAX_CARRIED
 from worker.pipeline.track import (
     LOST_AFTER_S,
+    REREAD_EVERY,
     FaceTracker,
     LabelVote,
     TrackPiece,
@@ -211,14 +213,17 @@ def classify_at(
 def test_a_settled_track_is_read_after_a_grid_sample_and_now_and_then() -> None:
     tracker = FaceTracker(0.2, 5.0, settle=True)
     box = (10, 50, 90, 150)
-    read = [i for i in range(25) if classify_at(tracker, i, box, M)]
-    # 0-1 settle it; re-read at 5 and 15; settling starts over on the gate's grid (10,
-    # 20), where every face is read until two readings agree again
-    assert read == [0, 1, 5, 10, 11, 15, 20, 21]
+    grid = MAX_CARRIED
+    samples = grid + 2 * REREAD_EVERY
+    read = [i for i in range(samples) if classify_at(tracker, i, box, M)]
+    # 0-1 settle it; re-read every REREAD_EVERY samples; settling starts over on the
+    # gate's grid, where every face is read until two readings agree again
+    rereads = [i for i in range(REREAD_EVERY, samples, REREAD_EVERY) if i % grid]
+    assert read == sorted([0, 1, grid, grid + 1, *rereads])
     (track,) = tracker.tracks.values()
     assert track.readings == len(read)  # held faces count for time, not as readings
-    assert track.seconds_seen == pytest.approx(25 * 0.2) and track.label == M
-    assert tracker.held_faces == 25 - len(read) and tracker.held_elsewhere == 0
+    assert track.seconds_seen == pytest.approx(samples * 0.2) and track.label == M
+    assert tracker.held_faces == samples - len(read) and tracker.held_elsewhere == 0
 
 
 def test_a_settled_face_is_followed_and_read_again_when_its_box_changes_size() -> None:
