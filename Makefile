@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast lint bench bench-stages
+.PHONY: setup demo test test-fast lint bench bench-load bench-stages
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,12 @@ lint: setup
 # start-up apart (`maskwatch --help`, the analysis path's imports, model load); then
 # `maskwatch analyze` beside a busy loop per core against the same command without them
 bench: setup
-	python scripts/bench_people.py --under-load
+	python scripts/bench_people.py
+
+# the CLI with and without one busy loop per core, shipped against the old single process
+# (slow: four whole analyses of a generated clip)
+bench-load: setup
+	python scripts/bench_people.py --under-load --skip-modes
 
 bench-stages: setup
 	python scripts/bench.py
