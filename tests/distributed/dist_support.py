@@ -334,6 +334,21 @@ def wait_for_stored_batch(
     wait_for(stored, 60, "a segment to store its first batch", interval_s=interval_s)
 
 
+def segments_mid_way(
+    session_factory: sessionmaker[Session], job_id: str, *, before_frames: int | None = None
+) -> list[JobSegment]:
+    """The job's segments running in a worker process with a batch of frames stored (and,
+    with ``before_frames``, fewer frames than that): work to disturb in its middle."""
+    return [
+        s
+        for s in segment_rows(session_factory, job_id)
+        if s.status is SegmentStatus.RUNNING
+        and s.worker is not None
+        and s.frames_done >= BATCH_FRAMES
+        and (before_frames is None or s.frames_done < before_frames)
+    ]
+
+
 FrameRow = tuple[int, float, int, int, int, int]
 FaceRow = tuple[int, float, float, float, float, str, float, float]
 FRAME_COLUMNS = ("frame_index", "timestamp_s", *LABEL_COUNTS)
