@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.core.counts import LABEL_COUNTS
+from maskwatch.settings import Settings
 from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
@@ -25,7 +26,8 @@ from tests.db_support import add_video_job
 from tests.polling import wait_for
 from tests.processes import popen_maskwatch, with_repo_path
 from worker.dispatch import enqueue_job
-from worker.pipeline.analyze import AnalysisSettings
+from worker.jobs import run_job
+from worker.pipeline.analyze import AnalysisSettings, load_models
 from worker.pipeline.ffmpeg_process import stop_process
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -268,6 +270,17 @@ def create_job(
         job = add_video_job(session, path, settings=settings, site=site, camera=camera)
         session.commit()
         return job.id
+
+
+def run_in_process(session_factory: sessionmaker[Session], path: Path, *, sample_fps: float) -> str:
+    """The reference for the workers: ``path`` analysed whole in this process, as the
+    embedded path runs it (one torch thread); the job's id."""
+    job_id = create_job(session_factory, path, sample_fps=sample_fps)
+    models = load_models(
+        AnalysisSettings(sample_fps=sample_fps), Settings().checkpoint, "cpu", threads=1
+    )
+    run_job(session_factory, job_id, models)
+    return job_id
 
 
 @dataclass(frozen=True)
