@@ -21,6 +21,7 @@ from tests.api.api_support import (
     count_jobs,
     files_under,
     frame,
+    job_rows,
     multipart_body,
     person,
 )
@@ -469,11 +470,7 @@ def test_frames_are_paged_in_frame_order(
 ) -> None:
     frames = [frame(i * 6, round(i * 0.2, 4), masked=i % 3, unmasked=1) for i in range(7)]
     job = make_job(status=JobStatus.SUCCEEDED, frames=frames)
-    response = client.get(
-        f"/v1/jobs/{job.id}/frames", params={"offset": 2, "limit": 3}, headers=bearer(keys.north)
-    )
-    assert response.status_code == 200
-    assert response.json() == {
+    assert job_rows(client, keys.north, job.id, "frames", offset=2, limit=3) == {
         "items": [
             {
                 "frame_index": 12,
@@ -505,10 +502,6 @@ def test_frames_are_paged_in_frame_order(
         ],
         "total": 7,
     }
-    too_big = client.get(
-        f"/v1/jobs/{job.id}/frames", params={"limit": 1001}, headers=bearer(keys.north)
-    )
-    assert too_big.status_code == 422
 
 
 def test_recorded_at_defaults_to_submission_time(
