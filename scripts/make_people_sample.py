@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from _repo import ROOT
+from _samples import out_dir_from_args, write_truth
 
 from ml.people_footage import DEMO, DEMO_PEOPLE, DEMO_SECONDS, make_people_video
 
@@ -36,16 +34,11 @@ def build(out_dir: Path) -> tuple[Path, Path]:
             for p in DEMO
         ],
     }
-    sidecar = out_dir / "people.json"
-    sidecar.write_text(json.dumps(truth, indent=2) + "\n")
-    return video, sidecar
+    return video, write_truth(out_dir / "people.json", truth)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "worker" / "samples")
-    args = parser.parse_args()
-    for path in build(args.out_dir):
+    for path in build(out_dir_from_args(__doc__)):
         print(path)
 
 

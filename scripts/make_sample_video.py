@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from pathlib import Path
 
-from _repo import ROOT
+from _samples import out_dir_from_args, write_truth
 
 from ml.footage import (
     BACKGROUND_RGB,
@@ -65,17 +63,13 @@ def build(out_dir: Path) -> tuple[Path, Path]:
             )
         ],
     }
-    manifest = out_dir / "sample.json"
-    manifest.write_text(json.dumps(expected, indent=2) + "\n")
-    return video, manifest
+    return video, write_truth(out_dir / "sample.json", expected)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "worker" / "samples")
-    args = parser.parse_args()
+    out_dir = out_dir_from_args(__doc__)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    video, manifest = build(args.out_dir)
+    video, manifest = build(out_dir)
     logger.info("wrote %s (%d bytes) and %s", video, video.stat().st_size, manifest)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -314,29 +314,42 @@ def delete_job(job_id: str, request: Request, caller: CallerDep, session: Sessio
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{job_id}/frames", response_model=FramePage, responses=documented(401, 404))
-def list_frames(
+@dataclass(frozen=True)
+class JobRows:
+    """Which of a job's rows (frames, tracks) a request pages through: the job, once the
+    caller may see it, and the page's offset and size."""
+
+    job: Job
+    offset: int
+    limit: int
+
+
+def job_rows(
     job_id: str,
     caller: CallerDep,
     session: SessionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_FRAMES_PAGE)] = 100,
-) -> FramePage:
+) -> JobRows:
+    return JobRows(visible_job(session, caller, job_id), offset, limit)
+
+
+JobRowsDep = Annotated[JobRows, Depends(job_rows)]
+
+
+@router.get("/{job_id}/frames", response_model=FramePage, responses=documented(401, 404))
+def list_frames(rows: JobRowsDep, session: SessionDep) -> FramePage:
     """The job's analysed frames in frame order, with their face counts."""
-    job = visible_job(session, caller, job_id)
-    frames, total = frame_repo.list_frames(session, job.id, offset=offset, limit=limit)
+    frames, total = frame_repo.list_frames(
+        session, rows.job.id, offset=rows.offset, limit=rows.limit
+    )
     return FramePage(items=[FrameOut.model_validate(f) for f in frames], total=total)
 
 
 @router.get("/{job_id}/tracks", response_model=TrackPage, responses=documented(401, 404))
-def list_tracks(
-    job_id: str,
-    caller: CallerDep,
-    session: SessionDep,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_FRAMES_PAGE)] = 100,
-) -> TrackPage:
+def list_tracks(rows: JobRowsDep, session: SessionDep) -> TrackPage:
     """The job's people (one track per appearance) in order of appearance."""
-    job = visible_job(session, caller, job_id)
-    tracks, total = track_repo.list_tracks(session, job.id, offset=offset, limit=limit)
+    tracks, total = track_repo.list_tracks(
+        session, rows.job.id, offset=rows.offset, limit=rows.limit
+    )
     return TrackPage(items=[TrackOut.of(t) for t in tracks], total=total)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +58,13 @@ def frame(
         incorrect=incorrect,
         detections=faces,
     )
+
+
+def job_rows(client: TestClient, key: str, job_id: str, rows: str, **params: int) -> Any:
+    """A page of the job's ``rows`` (frames or tracks) as ``key`` gets it, checked to be a 200."""
+    response = client.get(f"/v1/jobs/{job_id}/{rows}", params=params, headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def count_jobs(session: Session) -> int:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.deps import LazyModels
@@ -39,31 +38,6 @@ def test_models_are_not_loaded_until_needed(
 ) -> None:
     client.get("/v1/jobs", headers=bearer(keys.admin))
     assert model_loader.loads == 0
-
-
-@pytest.mark.parametrize(
-    ("content_key", "name", "status", "detail"),
-    [
-        ("text", "notes.png", 415, "notes.png: "),  # ffprobe words it by version
-        ("video", "clip.png", 422, "clip.png: is a video, not an image"),
-        ("empty", "none.png", 422, "none.png: file is empty (0 bytes)"),
-    ],
-)
-def test_non_images_are_refused(
-    client: TestClient,
-    keys: Keys,
-    tmp_path: Path,
-    video_bytes: bytes,
-    content_key: str,
-    name: str,
-    status: int,
-    detail: str,
-) -> None:
-    content = {"text": b"hello\n" * 100, "video": video_bytes, "empty": b""}[content_key]
-    response = classify(client, keys.admin, content, name)
-    assert response.status_code == status
-    assert response.json()["detail"].startswith(detail)
-    assert files_under(tmp_path) == []
 
 
 def test_oversized_image_is_413(client: TestClient, keys: Keys, tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
-"""/v1/jobs/{id}/tracks: a job's people, paged like its frames."""
+"""/v1/jobs/{id}/tracks: a job's people; and what its frames and tracks share: one way of
+paging a job's rows (api/routes/jobs.py, JobRowsDep)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
 from storage.models import Job, JobStatus
-from tests.api.api_support import Keys, bearer, frame, person
+from tests.api.api_support import Keys, bearer, frame, job_rows, person
 
 
 def test_tracks_are_paged_in_order_of_appearance(
@@ -19,11 +21,7 @@ def test_tracks_are_paged_in_order_of_appearance(
         person(12, 2.0, "incorrect_mask"),
     ]
     job = make_job(status=JobStatus.SUCCEEDED, frames=[frame(0, 0.0, 1, 0)], people=people)
-    response = client.get(
-        f"/v1/jobs/{job.id}/tracks", params={"offset": 1, "limit": 2}, headers=bearer(keys.north)
-    )
-    assert response.status_code == 200
-    assert response.json() == {
+    assert job_rows(client, keys.north, job.id, "tracks", offset=1, limit=2) == {
         "items": [
             {
                 "track_id": 2,
@@ -56,19 +54,21 @@ def test_tracks_are_paged_in_order_of_appearance(
         ],
         "total": 3,
     }
-    too_big = client.get(
-        f"/v1/jobs/{job.id}/tracks", params={"limit": 1001}, headers=bearer(keys.north)
-    )
-    assert too_big.status_code == 422
 
 
-def test_tracks_of_another_sites_job_are_not_found(
-    client: TestClient, keys: Keys, make_job: Callable[..., Job]
+@pytest.mark.parametrize("rows", ["frames", "tracks"])
+def test_a_jobs_rows_are_paged_within_bounds_and_only_for_its_site(
+    client: TestClient, keys: Keys, make_job: Callable[..., Job], rows: str
 ) -> None:
     job = make_job(
-        site="south", status=JobStatus.SUCCEEDED, people=[person(1, 0.0, "with_mask")]
+        site="south",
+        status=JobStatus.SUCCEEDED,
+        frames=[frame(0, 0.0, 1, 0)],
+        people=[person(1, 0.0, "with_mask")],
     )
-    response = client.get(f"/v1/jobs/{job.id}/tracks", headers=bearer(keys.north))
-    assert response.status_code == 404
-    own = client.get(f"/v1/jobs/{job.id}/tracks", headers=bearer(keys.admin))
-    assert own.json()["total"] == 1
+    path = f"/v1/jobs/{job.id}/{rows}"
+    assert client.get(path, headers=bearer(keys.north)).status_code == 404
+    assert job_rows(client, keys.admin, job.id, rows)["total"] == 1
+    for out_of_bounds in ({"limit": 1001}, {"limit": 0}, {"offset": -1}):
+        response = client.get(path, params=out_of_bounds, headers=bearer(keys.admin))
+        assert response.status_code == 422, out_of_bounds

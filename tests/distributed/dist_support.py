@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maskwatch.core.counts import LABEL_COUNTS
+from maskwatch.settings import Settings
 from storage.models import FaceDetection, FrameStat, Job, JobSegment, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
@@ -25,7 +26,8 @@ from tests.db_support import add_video_job
 from tests.polling import wait_for
 from tests.processes import popen_maskwatch, with_repo_path
 from worker.dispatch import enqueue_job
-from worker.pipeline.analyze import AnalysisSettings
+from worker.jobs import run_job
+from worker.pipeline.analyze import AnalysisSettings, load_models
 from worker.pipeline.ffmpeg_process import stop_process
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -270,6 +272,17 @@ def create_job(
         return job.id
 
 
+def run_in_process(session_factory: sessionmaker[Session], path: Path, *, sample_fps: float) -> str:
+    """The reference for the workers: ``path`` analysed whole in this process, as the
+    embedded path runs it (one torch thread); the job's id."""
+    job_id = create_job(session_factory, path, sample_fps=sample_fps)
+    models = load_models(
+        AnalysisSettings(sample_fps=sample_fps), Settings().checkpoint, "cpu", threads=1
+    )
+    run_job(session_factory, job_id, models)
+    return job_id
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Workers, the database they write to and a Celery client that sends them jobs."""
@@ -332,6 +345,21 @@ def wait_for_stored_batch(
         )
 
     wait_for(stored, 60, "a segment to store its first batch", interval_s=interval_s)
+
+
+def segments_mid_way(
+    session_factory: sessionmaker[Session], job_id: str, *, before_frames: int | None = None
+) -> list[JobSegment]:
+    """The job's segments running in a worker process with a batch of frames stored (and,
+    with ``before_frames``, fewer frames than that): work to disturb in its middle."""
+    return [
+        s
+        for s in segment_rows(session_factory, job_id)
+        if s.status is SegmentStatus.RUNNING
+        and s.worker is not None
+        and s.frames_done >= BATCH_FRAMES
+        and (before_frames is None or s.frames_done < before_frames)
+    ]
 
 
 FrameRow = tuple[int, float, int, int, int, int]

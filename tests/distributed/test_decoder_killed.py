@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from storage.models import JobStatus, SegmentStatus
+from storage.models import JobStatus
 from tests.distributed.dist_support import (
-    BATCH_FRAMES,
     Cluster,
     assert_same_as_an_undisturbed_run,
     child_pids,
     frames_stored_once,
     segment_pid,
-    segment_rows,
+    segments_mid_way,
     wait_finished,
 )
 from tests.polling import wait_for
@@ -40,11 +39,7 @@ def test_a_killed_ffmpeg_is_retried_and_the_job_succeeds_exactly(
     job_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
 
     def decoding_ffmpeg() -> int | None:
-        for segment in segment_rows(cluster.session_factory, job_id):
-            if segment.status is not SegmentStatus.RUNNING or segment.worker is None:
-                continue
-            if segment.frames_done < BATCH_FRAMES:
-                continue
+        for segment in segments_mid_way(cluster.session_factory, job_id):
             for pid in child_pids(segment_pid(segment)):
                 if _command(pid) == "ffmpeg":
                     return pid

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maskwatch.settings import Settings
 from storage.models import FrameStat, JobStatus, SegmentStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
@@ -18,18 +17,16 @@ from tests.distributed.dist_support import (
     SAMPLE_FPS,
     SEGMENT_SECONDS,
     Cluster,
-    create_job,
     face_rows,
     frame_rows,
     get_job,
+    run_in_process,
     segment_rows,
     wait_finished,
     wait_for_stored_batch,
 )
 from tests.polling import wait_for
 from worker.dispatch import cancel_job
-from worker.jobs import run_job
-from worker.pipeline.analyze import AnalysisSettings, load_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -40,12 +37,7 @@ def test_two_workers_store_the_same_frames_as_the_in_process_run(
     video = videos["16s"]
     distributed_id = cluster.submit(video, sample_fps=SAMPLE_FPS)
 
-    # The reference: the embedded path, whole file in this process (one torch thread too).
-    local_id = create_job(cluster.session_factory, video, sample_fps=SAMPLE_FPS)
-    models = load_models(
-        AnalysisSettings(sample_fps=SAMPLE_FPS), Settings().checkpoint, "cpu", threads=1
-    )
-    run_job(cluster.session_factory, local_id, models)
+    local_id = run_in_process(cluster.session_factory, video, sample_fps=SAMPLE_FPS)
 
     job = wait_finished(cluster.session_factory, distributed_id, timeout_s=90)
     local = get_job(cluster.session_factory, local_id)

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maskwatch.settings import Settings
 from ml.people_footage import (
     BOUNDARIES,
     BOUNDARIES_PEOPLE,
@@ -20,14 +19,11 @@ from storage.repositories import tracks as track_repo
 from tests.distributed.dist_support import (
     SEGMENT_SECONDS,
     Cluster,
-    create_job,
     get_job,
+    run_in_process,
     segment_rows,
     wait_finished,
 )
-from worker.dispatch import enqueue_job
-from worker.jobs import run_job
-from worker.pipeline.analyze import AnalysisSettings, load_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -64,14 +60,9 @@ def track_rows(
 def test_two_workers_count_the_same_people_as_one_process(
     cluster: Cluster, people_video: Path
 ) -> None:
-    distributed_id = create_job(cluster.session_factory, people_video, sample_fps=PEOPLE_FPS)
-    enqueue_job(distributed_id, celery=cluster.celery)
+    distributed_id = cluster.submit(people_video, sample_fps=PEOPLE_FPS)
 
-    local_id = create_job(cluster.session_factory, people_video, sample_fps=PEOPLE_FPS)
-    models = load_models(
-        AnalysisSettings(sample_fps=PEOPLE_FPS), Settings().checkpoint, "cpu", threads=1
-    )
-    run_job(cluster.session_factory, local_id, models)
+    local_id = run_in_process(cluster.session_factory, people_video, sample_fps=PEOPLE_FPS)
 
     job = wait_finished(cluster.session_factory, distributed_id, timeout_s=240)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)

@@ -13,14 +13,13 @@ from storage.repositories import reports as report_repo
 from tests.distributed.dist_support import (
     SAMPLE_FPS,
     Cluster,
-    create_job,
     get_job,
     segment_rows,
     wait_finished,
 )
 from tests.fixtures.timestamps import make_sparse_video
 from tests.polling import wait_for
-from worker.dispatch import enqueue_job, queued_messages
+from worker.dispatch import queued_messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -48,11 +47,8 @@ def test_a_sites_first_job_is_not_held_behind_another_sites_backlog(
     cluster: Cluster, videos: dict[str, Path]
 ) -> None:
     big = [  # 20 segments
-        create_job(cluster.session_factory, videos["20s"], sample_fps=SAMPLE_FPS, site="big-site")
-        for _ in range(4)
+        cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS, site="big-site") for _ in range(4)
     ]
-    for job_id in big:
-        enqueue_job(job_id, celery=cluster.celery)
 
     def all_planned() -> bool:
         return all(get_job(cluster.session_factory, j).status is JobStatus.RUNNING for j in big)

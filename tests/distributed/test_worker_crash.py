@@ -10,12 +10,12 @@ import pytest
 
 from storage.models import JobSegment, JobStatus, SegmentStatus
 from tests.distributed.dist_support import (
-    BATCH_FRAMES,
     Cluster,
     assert_same_as_an_undisturbed_run,
     frames_stored_once,
     segment_pid,
     segment_rows,
+    segments_mid_way,
     wait_finished,
 )
 from tests.polling import wait_for
@@ -32,13 +32,8 @@ def test_sigkill_of_the_process_running_a_segment_still_completes_the_job_exactl
     job_id = cluster.submit(videos["20s"], sample_fps=SAMPLE_FPS)
 
     def segment_half_done() -> JobSegment | None:
-        for segment in segment_rows(cluster.session_factory, job_id):
-            if (
-                segment.status is SegmentStatus.RUNNING
-                and BATCH_FRAMES <= segment.frames_done < SEGMENT_FRAMES
-            ):
-                return segment
-        return None
+        mid_way = segments_mid_way(cluster.session_factory, job_id, before_frames=SEGMENT_FRAMES)
+        return mid_way[0] if mid_way else None
 
     victim = wait_for(segment_half_done, 60, "a segment with a batch stored", interval_s=0.05)
     pid = segment_pid(victim)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from maskwatch.settings import DEFAULT_CHECKPOINT
 from storage.db import make_engine, make_session_factory, upgrade
+from worker.pipeline.analyze import AnalysisSettings, Models, load_models
 
 
 @pytest.fixture
@@ -16,3 +18,9 @@ def factory(tmp_path: Path) -> sessionmaker[Session]:
     url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
     upgrade(url)
     return make_session_factory(make_engine(url))
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    """The shipped models on the CPU, loaded once per test module."""
+    return load_models(AnalysisSettings(), DEFAULT_CHECKPOINT, "cpu", threads=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +10,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maskwatch.settings import DEFAULT_CHECKPOINT
 from ml.people_footage import STILL, STILL_SECONDS, make_people_video
-from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import FrameStat, JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from storage.repositories import tracks as track_repo
 from tests.db_support import add_video_job
+from tests.pipeline.pipeline_support import CountingDetector
 from worker.jobs import run_job
-from worker.pipeline.analyze import AnalysisSettings, Models, load_models
-from worker.pipeline.detect import FaceDetector, Rect, RegionDetector
+from worker.pipeline.analyze import AnalysisSettings, Models
 from worker.pipeline.gating import MAX_CARRIED, MotionGate, grid_start
-from worker.pipeline.types import Detections
 
 
 def frame_with(value: int = 100, corner: int | None = None) -> np.ndarray:
@@ -75,37 +72,6 @@ def test_gate_compares_with_the_last_analysed_frame_and_forces_a_refresh() -> No
     assert (still.analysed, still.carried) == (3, 2 * MAX_CARRIED)
 
 
-@dataclass
-class CountingDetector:
-    """The real detector, counting the frames it is asked to search."""
-
-    inner: FaceDetector
-    frames: int = 0
-
-    def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        self.frames += len(images)
-        return self.inner.detect(images)
-
-    def detect_regions(
-        self, image: np.ndarray, rects: list[Rect], expected: list[int] | None = None
-    ) -> Detections:
-        assert isinstance(self.inner, RegionDetector)
-        self.frames += 1
-        return self.inner.detect_regions(image, rects, expected)
-
-
-@pytest.fixture(scope="module")
-def models() -> Models:
-    return load_models(AnalysisSettings(), DEFAULT_CHECKPOINT, "cpu", threads=1)
-
-
-@pytest.fixture
-def factory(tmp_path: Path) -> sessionmaker[Session]:
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
-
-
 def run(factory: sessionmaker[Session], video: Path, models: Models, exhaustive: bool):  # type: ignore[no-untyped-def]
     with factory() as session:
         settings = AnalysisSettings(exhaustive=exhaustive).to_dict()
@@ -123,7 +89,7 @@ def run(factory: sessionmaker[Session], video: Path, models: Models, exhaustive:
         )
         summary = report_repo.job_summary(session, job_id)
         people = track_repo.people_summary(session, job_id)
-    return counting.frames, modes, summary, people
+    return counting.frames + counting.region_calls, modes, summary, people
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maskwatch.settings import DEFAULT_CHECKPOINT
 from ml.people_footage import (
     PANNING,
     PANNING_SECONDS,
@@ -26,9 +25,10 @@ from storage.repositories import jobs as job_repo
 from storage.repositories import reports as report_repo
 from storage.repositories import tracks as track_repo
 from tests.db_support import add_video_job
+from tests.pipeline.pipeline_support import CountingDetector
 from worker.jobs import Segment, analyze_segment, finish_job, run_job
-from worker.pipeline.analyze import AnalysisSettings, Models, load_models
-from worker.pipeline.detect import FaceDetector, MergedDetector, Rect, RegionDetector
+from worker.pipeline.analyze import AnalysisSettings, Models
+from worker.pipeline.detect import MergedDetector
 from worker.pipeline.gating import CELL_PX, MAX_CARRIED, MotionGate
 from worker.pipeline.regions import (
     MARGIN_PX,
@@ -36,7 +36,6 @@ from worker.pipeline.regions import (
     changed_regions,
     outside,
 )
-from worker.pipeline.types import Detections
 
 # --- planning, no models ---
 
@@ -94,34 +93,6 @@ def test_planner_carries_still_frames_detects_changed_parts_and_follows_a_moving
 
 
 # --- real models on generated footage ---
-
-
-@dataclass
-class CountingDetector:
-    """The real detector, counting whole frames and frame pixels it searches."""
-
-    inner: FaceDetector
-    frames: int = 0
-    pixels: int = 0
-    region_calls: int = 0
-
-    def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        self.frames += len(images)
-        self.pixels += sum(image.shape[0] * image.shape[1] for image in images)
-        return self.inner.detect(images)
-
-    def detect_regions(
-        self, image: np.ndarray, rects: list[Rect], expected: list[int] | None = None
-    ) -> Detections:
-        assert isinstance(self.inner, RegionDetector)
-        self.region_calls += 1
-        self.pixels += sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in rects)
-        return self.inner.detect_regions(image, rects, expected)
-
-
-@pytest.fixture(scope="module")
-def models() -> Models:
-    return load_models(AnalysisSettings(), DEFAULT_CHECKPOINT, "cpu", threads=1)
 
 
 def new_job(factory: sessionmaker[Session], video: Path, exhaustive: bool = False) -> str:

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maskwatch.settings import DEFAULT_CHECKPOINT
 from ml.people_footage import BOUNDARIES, BOUNDARIES_SECONDS, make_people_video
 from storage.models import FaceDetection, FrameStat, JobStatus, Track
 from storage.repositories import jobs as job_repo
 from tests.db_support import add_video_job
 from worker.jobs import Segment, analyze_segment, finish_job, run_job
-from worker.pipeline.analyze import AnalysisSettings, Models, load_models
+from worker.pipeline.analyze import AnalysisSettings, Models
 from worker.pipeline.classify import MaskClassifier
 from worker.pipeline.decode import probe
 from worker.pipeline.types import FaceLabels
@@ -38,11 +37,6 @@ class CountingClassifier:
     def classify(self, frame: np.ndarray, xyxy: np.ndarray) -> FaceLabels:
         self.faces += len(xyxy)
         return self.inner.classify(frame, xyxy)
-
-
-@pytest.fixture(scope="module")
-def models() -> Models:
-    return load_models(AnalysisSettings(), DEFAULT_CHECKPOINT, "cpu", threads=1)
 
 
 def stored(factory: sessionmaker[Session], job_id: str) -> tuple[list, list, list]:

@@ -7,7 +7,7 @@ The map of cells that moved also says where to detect again (worker/pipeline/reg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ def grid_start(sample_number: int, max_carried: int = MAX_CARRIED) -> int:
     return max(0, sample_number) // max_carried * max_carried
 
 
+@dataclass(eq=False)
 class MotionGate:
     """Says which sampled frames need analysing; the others carry the last analysis over.
 
@@ -80,19 +81,14 @@ class MotionGate:
         max_carried: analysis is forced on every sample numbered a multiple of this.
     """
 
-    def __init__(
-        self,
-        sample_period_s: float | None = None,
-        cell_change: float = CELL_CHANGE,
-        max_carried: int = MAX_CARRIED,
-    ) -> None:
-        self.sample_period_s = sample_period_s
-        self.cell_change = cell_change
-        self.max_carried = max_carried
-        self._reference: np.ndarray | None = None
-        self._carried = 0
-        self.analysed = 0
-        self.carried = 0
+    sample_period_s: float | None = None
+    cell_change: float = CELL_CHANGE
+    max_carried: int = MAX_CARRIED
+    _reference: np.ndarray | None = field(default=None, init=False, repr=False)
+    _carried: int = field(default=0, init=False, repr=False)
+    #: samples analysed and carried over so far
+    analysed: int = field(default=0, init=False)
+    carried: int = field(default=0, init=False)
 
     def needs_analysis(self, image: np.ndarray, timestamp_s: float | None = None) -> bool:
         """Whether ``image`` must be analysed (then it becomes the new reference)."""

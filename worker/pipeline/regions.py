@@ -25,7 +25,7 @@ segment's warm-up starts too: a job split into segments plans exactly as one run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -74,6 +74,7 @@ FULL = Plan(FRAME_ANALYSED)
 CARRY = Plan(FRAME_CARRIED)
 
 
+@dataclass(eq=False)
 class SparsePlanner:
     """Plans each sampled frame from the gate's cell map and the last frame's face boxes.
 
@@ -83,18 +84,11 @@ class SparsePlanner:
             full detections (gating alone).
     """
 
-    def __init__(
-        self,
-        gate: MotionGate,
-        regions: bool = True,
-        region_share: float = REGION_SHARE,
-        follow_every: int = FOLLOW_EVERY,
-    ) -> None:
-        self.gate = gate
-        self.regions = regions
-        self.region_share = region_share
-        self.follow_every = follow_every
-        self._followed = 0
+    gate: MotionGate
+    regions: bool = True
+    region_share: float = REGION_SHARE
+    follow_every: int = FOLLOW_EVERY
+    _followed: int = field(default=0, init=False, repr=False)
 
     def plan(self, image: np.ndarray, timestamp_s: float, last_boxes: np.ndarray | None) -> Plan:
         """The plan for ``image``; ``last_boxes``: the last frame's faces (None: no frame
