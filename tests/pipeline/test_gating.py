@@ -87,11 +87,15 @@ class CountingDetector:
         return self.inner.detect(images)
 
     def detect_regions(
-        self, image: np.ndarray, rects: list[Rect], expected: list[int] | None = None
+        self,
+        image: np.ndarray,
+        rects: list[Rect],
+        expected: list[int] | None = None,
+        follow: list[np.ndarray] | None = None,
     ) -> Detections:
         assert isinstance(self.inner, RegionDetector)
         self.frames += 1
-        return self.inner.detect_regions(image, rects, expected)
+        return self.inner.detect_regions(image, rects, expected, follow)
 
 
 @pytest.fixture(scope="module")
