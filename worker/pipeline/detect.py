@@ -282,7 +282,7 @@ def detect_in_rect(detectors: Sequence[MTCNNDetector], prepared: PreparedFrame,
 
     ``known``: the faces the rectangle held in the last frame (crop pixels), to follow: each
     detector's RNet and ONet on candidates around them (``follow_prepared``), in turn until
-    every known face is found again (``FOLLOW_IOU``); then those are the rectangle's faces,
+    every known face is found again (``found_again``); then those are the rectangle's faces,
     and no PNet pyramid runs. Where following loses a face, or ``known`` is None, the
     rectangle is searched: the first detector, then the others unless it found again every
     face the rectangle held (``expected``, at least one): they are there to add the faces
