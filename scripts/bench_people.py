@@ -4,7 +4,9 @@ Usage: python scripts/bench_people.py [--seconds 60] [--clip PATH ...] [--thread
        [--under-load] [--load-seconds 30]
 
 Counts the detector's work too: whole-frame detector calls, calls on regions (tracked frames)
-and their crops, and the frame pixels searched (megapixels, before MTCNN's enlargement).
+and their crops, the frame pixels searched (megapixels, before MTCNN's enlargement), the
+PNet pyramid searches (one per detector per whole frame or searched crop) and the known faces
+followed with RNet/ONet instead (one per detector that tried, worker/pipeline/detect.py).
 
 Without --clip a 1280x720 fixed-camera clip of known people is generated
 (ml/people_footage.py, ``fixed_camera_scene``). Each clip is analysed in this process with the
@@ -74,11 +76,26 @@ def instrument(models: Any) -> None:
         PIXELS["full"] += sum(image.shape[0] * image.shape[1] for image in images)
         return full(self, images)
 
-    def detect_regions(self: Any, image: Any, rects: Any, expected: Any = None) -> Any:
+    def detect_regions(self: Any, image: Any, rects: Any, expected: Any = None,
+                       follow: Any = None) -> Any:
         PIXELS["regions"] += sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in rects)
         CALLS["region_crops"] += len(rects)
-        return in_regions(self, image, rects, expected)
+        return in_regions(self, image, rects, expected, follow)
 
+    from worker.pipeline import detect as detect_module
+
+    pyramid, follow = detect_module.detect_faces, detect_module.follow_faces
+
+    def searched(*args: Any, **kwargs: Any) -> Any:
+        CALLS["pnet_searches"] += 1
+        return pyramid(*args, **kwargs)
+
+    def followed(frame: Any, boxes: Any, *args: Any, **kwargs: Any) -> Any:
+        CALLS["faces_followed"] += len(boxes)
+        return follow(frame, boxes, *args, **kwargs)
+
+    detect_module.detect_faces = searched
+    detect_module.follow_faces = followed
     detector.detect = timed("detection", detect)
     detector.detect_regions = timed("region_detection", detect_regions)
     classify_faces = timed("classification", classify.CNNMaskClassifier.classify)
@@ -271,6 +288,8 @@ def run_mode(clip: Path, models: Any, exhaustive: bool, db_dir: Path) -> dict[st
         "detector_calls": CALLS.get("detection", 0),
         "region_calls": CALLS.get("region_detection", 0),
         "region_crops": CALLS.get("region_crops", 0),
+        "pnet_searches": CALLS.get("pnet_searches", 0),
+        "faces_followed": CALLS.get("faces_followed", 0),
         "mpixels_detected": round((PIXELS["full"] + PIXELS["regions"]) / 1e6, 1),
         "modes": {mode: modes.get(mode, 0) for mode in ("analysed", "tracked", "carried")},
         "faces_classified": FACES_CLASSIFIED[0],
@@ -365,6 +384,7 @@ def main() -> None:
         "model_load_in_process_s": round(load, 3),
         "torch_threads": args.threads,
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "clips": results,
         "under_load": loaded,
     }
@@ -382,7 +402,8 @@ def main() -> None:
         print(f"\n{r['clip']} ({r['duration_s']} s; truth {r['truth_people']})")
         print(f"  {'':16}{'default':>10}{'exhaustive':>12}{'ratio':>8}")
         for key in ("wall_s", "cpu_s", "frames", "detector_calls", "region_calls",
-                    "region_crops", "mpixels_detected", "faces_classified"):
+                    "region_crops", "pnet_searches", "faces_followed", "mpixels_detected",
+                    "faces_classified"):
             print(f"  {key:16}{d[key]:>10}{e[key]:>12}{ratio(e[key], d[key]) or '':>8}")
         print(f"  frame modes      {d['modes']} vs {e['modes']}")
         for stage in STAGES:

@@ -27,11 +27,13 @@ from storage.repositories import tracks as track_repo
 from tests.db_support import add_video_job
 from tests.pipeline.pipeline_support import CountingDetector
 from worker.jobs import Segment, analyze_segment, finish_job, run_job
+from worker.pipeline import detect as detect_module
 from worker.pipeline.analyze import AnalysisSettings, Models
 from worker.pipeline.detect import MergedDetector
 from worker.pipeline.gating import CELL_PX, MAX_CARRIED, MotionGate
 from worker.pipeline.regions import (
     MARGIN_PX,
+    SEARCH_EVERY,
     SparsePlanner,
     changed_regions,
     outside,
@@ -69,6 +71,7 @@ def test_planner_carries_still_frames_detects_changed_parts_and_follows_a_moving
     assert planner.plan(scene(), 0.2, none).mode == "carried"
     tracked = planner.plan(scene(corner=220), 0.4, none)
     assert tracked.mode == "tracked" and not tracked.follow
+    assert not tracked.search  # sample 2: known faces there would be followed, not searched
     ((x1, y1, x2, y2),) = tracked.rects
     assert x1 <= 400 and y1 <= 200 and x2 >= 450 and y2 >= 260
     assert (x2 - x1) * (y2 - y1) < 640 * 360 / 4  # a small part of the frame
@@ -88,6 +91,13 @@ def test_planner_carries_still_frames_detects_changed_parts_and_follows_a_moving
     default = SparsePlanner(MotionGate(0.2))
     assert default.plan(scene(), 0.2, None).mode == "analysed"
     assert default.plan(scene(value=140), 0.4, face).mode == "analysed"
+    # the moved part holding known faces is searched on the absolute grid of SEARCH_EVERY
+    searched = SparsePlanner(MotionGate(0.2))
+    searched.plan(scene(), 0.0, None)
+    plans = [searched.plan(scene(corner=120 + 20 * (i % 2)), 0.2 * i, face)
+             for i in range(1, 2 * SEARCH_EVERY)]
+    assert {plan.mode for plan in plans} == {"tracked"}
+    assert [i for i, plan in enumerate(plans, 1) if plan.search] == [SEARCH_EVERY]
     # a forced grid sample is detected in full however still the scene
     assert planner.plan(scene(value=170), MAX_CARRIED * 0.2, face).mode == "analysed"
 
@@ -159,6 +169,9 @@ def test_a_person_walking_in_part_of_a_fixed_scene_is_detected_in_regions(
     assert sparse.region_calls == modes.count("tracked")
     assert sparse.frames == modes.count("analysed")
     assert sparse.pixels * 4 < full.pixels  # far fewer pixels searched
+    # most tracked frames follow the known face with RNet/ONet, no PNet pyramid
+    assert sparse.faces_followed > 0
+    assert sparse.searched_calls * 2 < sparse.region_calls
     assert got["people"] == reference["people"]
     assert (got["people"].total, got["people"].unmasked) == (1, 1)
     # the same faces in the same frames
@@ -237,7 +250,28 @@ def test_a_region_finds_the_face_the_whole_frame_finds_there(
         assert len(calls) == 1
     finally:
         del second.detect_prepared
-    for found in (both, first_only):
+    # the face known a step to the left (last frame): followed, no PNet pyramid runs;
+    # known in the wrong place (nothing there): following loses it, the rectangle is searched
+    pyramid, searches = detect_module.detect_faces, []
+
+    def searched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        searches.append(1)
+        return pyramid(*args, **kwargs)
+
+    step = np.array([-0.4, 0.0, -0.4, 0.0], np.float32) * (x2 - x1)
+    detect_module.detect_faces = searched
+    try:
+        followed = detector.detect_regions(image, [rect], [1], [whole.xyxy + step])
+        assert not searches
+        elsewhere = whole.xyxy + np.array([0, 2.5, 0, 2.5], np.float32) * (y2 - y1)
+        lost = detector.detect_regions(image, [rect], [1], [elsewhere])
+        assert searches
+    finally:
+        detect_module.detect_faces = pyramid
+    for found in (both, first_only, lost):
         assert len(found) == 1
         # the same box within a pixel or two of the frame (the crop's resampling grid)
         assert np.abs(found.xyxy[0] - whole.xyxy[0]).max() <= 3 * max(1.0, 1 / scale)
+    # following ends on ONet's box regression from other candidates: the face, a few % off
+    assert len(followed) == 1
+    assert np.abs(followed.xyxy[0] - whole.xyxy[0]).max() <= 0.1 * (x2 - x1) + 1 / scale

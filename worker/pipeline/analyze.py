@@ -258,9 +258,11 @@ def detect_in_regions(
     detector = models.detector
     assert isinstance(detector, RegionDetector)
     carried = outside(last[0].xyxy, plan.rects)
-    expected = [int((~outside(last[0].xyxy, [rect])).sum()) for rect in plan.rects]
+    inside = [~outside(last[0].xyxy, [rect]) for rect in plan.rects]
+    expected = [int(held.sum()) for held in inside]
+    follow = None if plan.search else [last[0].xyxy[held] for held in inside]
     found = (
-        detector.detect_regions(frame.image, plan.rects, expected)
+        detector.detect_regions(frame.image, plan.rects, expected, follow)
         if plan.rects
         else Detections.empty()
     )

@@ -189,13 +189,7 @@ def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_
                  thresholds: tuple[float, float, float] | list[float],
                  factor: float = PYRAMID_FACTOR) -> tuple[np.ndarray, np.ndarray]:
     """(boxes (N, 5) x1, y1, x2, y2, probability; landmarks (N, 5, 2)) as float32 arrays."""
-    from facenet_pytorch.models.utils.detect_face import (
-        batched_nms_numpy,
-        bbreg,
-        fixed_batch_process,
-        generateBoundingBox,
-        rerec,
-    )
+    from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
     from torchvision.ops.boxes import batched_nms
 
     empty = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
@@ -220,32 +214,85 @@ def detect_faces(frame: CascadeFrame, pnet: Any, rnet: Any, onet: Any, min_face_
                          boxes[:, 2] + boxes[:, 7] * width, boxes[:, 3] + boxes[:, 8] * height,
                          boxes[:, 4]]).permute(1, 0)
     boxes = rerec(boxes)
+    return refine(frame, boxes, rnet, onet, thresholds)
 
-    # Second stage: RNet on 24 x 24 crops.
-    crops, valid = frame.crops(boxes, 24)
+
+#: Following a known face (``follow_faces``): candidate squares around its last box, shifted by
+#: these shares of its side each way and sized by these factors; RNet and ONet's box regression
+#: then move each candidate onto the face.
+FOLLOW_SHIFTS = (-0.3, 0.0, 0.3)
+FOLLOW_SCALES = (0.8, 1.0, 1.25)
+
+
+def follow_candidates(boxes: np.ndarray, shifts: tuple[float, ...] = FOLLOW_SHIFTS,
+                      scales: tuple[float, ...] = FOLLOW_SCALES) -> torch.Tensor:
+    """(N * len(shifts)**2 * len(scales), 5) squares around each (x1, y1, x2, y2) box: the
+    boxes RNet reads in place of PNet's proposals (probability column 0)."""
+    out = []
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4)[:, :4]:
+        side = max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        for scale in scales:
+            half = side * scale / 2
+            for dy in shifts:
+                for dx in shifts:
+                    x, y = cx + dx * side, cy + dy * side
+                    out.append((x - half, y - half, x + half, y + half, 0.0))
+    return torch.tensor(out, dtype=torch.float32).reshape(-1, 5)
+
+
+def follow_faces(frame: CascadeFrame, boxes: np.ndarray, rnet: Any, onet: Any,
+                 thresholds: tuple[float, float, float] | list[float],
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The faces near known boxes (N, 4) of ``frame``: MTCNN's second and third stages on
+    ``follow_candidates`` around them instead of PNet's pyramid; as ``detect_faces``."""
+    return refine(frame, follow_candidates(boxes), rnet, onet, thresholds)
+
+
+def _stage(frame: CascadeFrame, boxes: torch.Tensor, net: Any, size: int, threshold: float,
+           ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """One refining stage: ``net`` on ``size`` x ``size`` crops of ``boxes`` (M, 5). The boxes
+    it passes, with its face score in column 4, and its other outputs (box regression, and
+    landmarks for ONet) for them; None when no crop could be taken."""
+    from facenet_pytorch.models.utils.detect_face import fixed_batch_process
+
+    crops, valid = frame.crops(boxes, size)
     boxes = boxes[valid]
     if len(boxes) == 0:
-        return empty
-    reg, probs = fixed_batch_process(crops, rnet)
+        return None
+    *outputs, probs = fixed_batch_process(crops, net)
     score = probs[:, 1]
-    passed = score > thresholds[1]
-    boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
-    reg = reg[passed]
+    passed = score > threshold
+    kept = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
+    return kept, [output[passed] for output in outputs]
+
+
+def refine(frame: CascadeFrame, boxes: torch.Tensor, rnet: Any, onet: Any,
+           thresholds: tuple[float, float, float] | list[float],
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """MTCNN's second (RNet) and third (ONet) stages on square candidate boxes (M, 5)."""
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, rerec
+    from torchvision.ops.boxes import batched_nms
+
+    empty = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
+    if len(boxes) == 0:
+        return empty
+
+    # Second stage: RNet on 24 x 24 crops.
+    stage = _stage(frame, boxes, rnet, 24, thresholds[1])
+    if stage is None:
+        return empty
+    boxes, (reg,) = stage
     pick = batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), dtype=torch.int64), 0.7)
     boxes = rerec(bbreg(boxes[pick], reg[pick]))
     if len(boxes) == 0:
         return empty
 
     # Third stage: ONet on 48 x 48 crops, with landmarks; NMS by the smaller box's area.
-    crops, valid = frame.crops(boxes, 48)
-    boxes = boxes[valid]
-    if len(boxes) == 0:
+    stage = _stage(frame, boxes, onet, 48, thresholds[2])
+    if stage is None:
         return empty
-    reg, points, probs = fixed_batch_process(crops, onet)
-    score = probs[:, 1]
-    passed = score > thresholds[2]
-    boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
-    reg, points = reg[passed], points[passed]
+    boxes, (reg, points) = stage
     box_w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
     box_h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
     points = torch.stack((box_w * points[:, :5] + boxes[:, 0:1] - 1,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from maskwatch.core.analysis import DetectorConfig
-from worker.pipeline.cascade import CascadeFrame, UnionNet, detect_faces
+from worker.pipeline.cascade import CascadeFrame, UnionNet, detect_faces, follow_faces
 from worker.pipeline.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,15 @@ class RegionDetector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
 
     def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
-                       expected: Sequence[int] | None = None) -> Detections:
+                       expected: Sequence[int] | None = None,
+                       follow: Sequence[np.ndarray] | None = None) -> Detections:
         """The faces in ``rects`` of ``frame``, in the frame's pixels, found as a detection
         of the whole frame would find them there (at the same enlargement).
 
         ``expected``: how many faces each rectangle held in the last frame; a detector
         made of several may then stop at the first that finds them all again.
+        ``follow``: per rectangle, the last frame's face boxes there (frame pixels), to be
+        followed rather than searched for (``detect_in_rect``).
         """
         ...
 
@@ -84,13 +87,9 @@ class MTCNNDetector:
         return self.device.type == "cpu"
 
     def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
-                       expected: Sequence[int] | None = None) -> Detections:
-        whole = self.prepare_whole(frame)
-        found = []
-        for rect in rects:
-            prepared, crop = self.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
-            found.append(self.detect_prepared(prepared, crop))
-        return merge_detections(shifted(found, rects))
+                       expected: Sequence[int] | None = None,
+                       follow: Sequence[np.ndarray] | None = None) -> Detections:
+        return detect_rects([self], frame, rects, expected, follow)
 
     def prepare_whole(self, frame: np.ndarray) -> PreparedFrame:
         """How the whole ``frame`` is read: its size, enlargement and whether it is grey."""
@@ -138,6 +137,29 @@ class MTCNNDetector:
                 xyxy, probs, points = mtcnn.detect(frame, landmarks=True)
                 if xyxy is None:
                     return Detections.empty()
+        return self._detections(prepared, xyxy, probs, points, face_threshold)
+
+    def follow_prepared(self, prepared: PreparedFrame, frame: np.ndarray | CascadeFrame | None,
+                        boxes: np.ndarray) -> Detections | None:
+        """The faces this detector's RNet and ONet find around known ``boxes`` (N, 4) of a
+        prepared frame (its pixels before enlargement): ``cascade.follow_faces``, no PNet
+        pyramid. None where the frame is not read by the cascade (nothing followed)."""
+        if not isinstance(frame, CascadeFrame):
+            return None
+        if len(boxes) == 0:
+            return Detections.empty()
+        mtcnn = self._mtcnn
+        thresholds, face_threshold = self.config.thresholds_for(prepared.monochrome)
+        with torch.inference_mode():
+            found, points = follow_faces(frame, np.asarray(boxes, np.float32) * prepared.scale,
+                                         mtcnn.rnet, mtcnn.onet, thresholds)
+        if len(found) == 0:
+            return Detections.empty()
+        return self._detections(prepared, found[:, :4], found[:, 4], points, face_threshold)
+
+    @staticmethod
+    def _detections(prepared: PreparedFrame, xyxy: Any, probs: Any, points: Any,
+                    face_threshold: float) -> Detections:
         width, height, scale = prepared.width, prepared.height, prepared.scale
         xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4) / scale
         confidence = np.asarray(probs, dtype=np.float32).reshape(-1)
@@ -217,32 +239,97 @@ class MergedDetector:
         return [merge_detections(per_frame) for per_frame in per_frames]
 
     def detect_regions(self, frame: np.ndarray, rects: Sequence[Rect],
-                       expected: Sequence[int] | None = None) -> Detections:
-        """As ``detect`` in the rectangles; where the first detector finds again every face
-        a rectangle held (``expected``, at least one), the others are not run there: they
-        are there to add the faces the first misses (masked ones), and none is missing.
-        A rectangle with no face expected (someone new) gets every detector."""
+                       expected: Sequence[int] | None = None,
+                       follow: Sequence[np.ndarray] | None = None) -> Detections:
+        """As ``detect`` in the rectangles, each searched or followed as ``detect_in_rect``
+        says: the detectors share each crop's cascade work."""
         if not self._cascades:
             return merge_detections([d.detect_regions(frame, rects)  # type: ignore[attr-defined]
                                      for d in self.detectors])
-        first = self._cascades[0]
-        whole = first.prepare_whole(frame)
-        found = []
-        for i, rect in enumerate(rects):
-            prepared, shared = first.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
-            answers = [first.detect_prepared(prepared, shared)]
-            if expected is None or not 0 < expected[i] <= len(answers[0]):
-                answers += [d.detect_prepared(prepared, shared) for d in self._cascades[1:]]
-            found.append(merge_detections(answers))
-        return merge_detections(shifted(found, rects))
+        return detect_rects(self._cascades, frame, rects, expected, follow)
 
 
-def merge_detections(parts: Sequence[Detections]) -> Detections:
+#: A known face is found again by following when a followed box's centre lies within this
+#: share of the known box's side of its centre (each way), one followed box per known face.
+#: Candidates reach +-30 % of the side and RNet/ONet's regression moves them further: a
+#: person walking across a 720p frame at 5 samples a second moves about 0.6 of a face's side.
+FOLLOW_REACH = 1.0
+
+
+def detect_rects(detectors: Sequence[MTCNNDetector], frame: np.ndarray, rects: Sequence[Rect],
+                 expected: Sequence[int] | None = None,
+                 follow: Sequence[np.ndarray] | None = None) -> Detections:
+    """The faces in the rectangles of ``frame`` (frame pixels): ``detect_in_rect`` on each
+    crop, read as the whole frame is (enlargement, grey thresholds)."""
+    first = detectors[0]
+    whole = first.prepare_whole(frame)
+    found = []
+    for i, rect in enumerate(rects):
+        prepared, shared = first.prepare(frame[rect[1]:rect[3], rect[0]:rect[2]], whole)
+        known = None
+        if follow is not None and len(follow[i]):
+            known = np.asarray(follow[i], np.float32)[:, :4] - np.tile(
+                np.array(rect[:2], np.float32), 2)
+        found.append(detect_in_rect(detectors, prepared, shared, None if expected is None
+                                    else expected[i], known))
+    return merge_detections(shifted(found, rects))
+
+
+def detect_in_rect(detectors: Sequence[MTCNNDetector], prepared: PreparedFrame,
+                   crop: np.ndarray | CascadeFrame | None, expected: int | None = None,
+                   known: np.ndarray | None = None) -> Detections:
+    """One rectangle's faces (the crop's pixels), found by the detectors in turn.
+
+    ``known``: the faces the rectangle held in the last frame (crop pixels), to follow: each
+    detector's RNet and ONet on candidates around them (``follow_prepared``), in turn until
+    every known face is found again (``found_again``); then those are the rectangle's faces,
+    and no PNet pyramid runs. Where following loses a face, or ``known`` is None, the
+    rectangle is searched: the first detector, then the others unless it found again every
+    face the rectangle held (``expected``, at least one): they are there to add the faces
+    the first misses (masked ones), and none is missing. A rectangle with no face expected
+    (someone new) gets every detector.
+    """
+    if known is not None and len(known):
+        answers: list[Detections] = []
+        for detector in detectors:
+            followed = detector.follow_prepared(prepared, crop, known)
+            if followed is None:
+                break
+            answers.append(followed)
+            merged = merge_detections(answers, always=True)
+            if found_again(known, merged.xyxy).all():
+                return merged
+    answers = [detectors[0].detect_prepared(prepared, crop)]
+    if expected is None or not 0 < expected <= len(answers[0]):
+        answers += [d.detect_prepared(prepared, crop) for d in detectors[1:]]
+    return merge_detections(answers)
+
+
+def found_again(known: np.ndarray, boxes: np.ndarray, reach: float = FOLLOW_REACH) -> np.ndarray:
+    """(N,) bool: which known boxes a distinct one of ``boxes`` is near (``FOLLOW_REACH``),
+    matched nearest first."""
+    known, boxes = np.asarray(known, np.float64)[:, :4], np.asarray(boxes, np.float64)[:, :4]
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    found = np.zeros(len(known), bool)
+    pairs = []
+    for i, (x1, y1, x2, y2) in enumerate(known):
+        side = max(x2 - x1, y2 - y1, 1.0)
+        away = np.abs(centres - ((x1 + x2) / 2, (y1 + y2) / 2)).max(axis=1) / side
+        pairs += [(float(d), i, j) for j, d in enumerate(away) if d <= reach]
+    taken: set[int] = set()
+    for _, i, j in sorted(pairs):
+        if not found[i] and j not in taken:
+            found[i] = True
+            taken.add(j)
+    return found
+
+
+def merge_detections(parts: Sequence[Detections], always: bool = False) -> Detections:
     """One frame's detections from several searches; where boxes overlap (IoU >=
-    MERGE_IOU), the more confident one is kept."""
+    MERGE_IOU), the more confident one is kept (within one part too when ``always``)."""
     from torchvision.ops import nms
 
-    if len(parts) == 1:
+    if len(parts) == 1 and not always:
         return parts[0]
     if not parts:
         return Detections.empty()

@@ -11,7 +11,11 @@ with its reference cell by cell. The planner here turns that map into one of thr
   - a fixed camera where a small part of the frame moved (at most ``REGION_SHARE`` of its
     cells): rectangles around the connected moved cells, grown by ``MARGIN_PX`` and by any
     last face box they touch (with ``FACE_CONTEXT`` around it), so that a face at a
-    region's edge is wholly inside and searched at its size;
+    region's edge is wholly inside and searched at its size. A rectangle holding known
+    faces is searched (the PNet pyramid) only on every ``SEARCH_EVERY``-th sample; on the
+    others its known faces are followed (RNet and ONet on boxes around their last ones,
+    ``detect.detect_in_rect``), and it is searched where following loses one. A rectangle
+    with no known face (someone new) is always searched;
   - a moving camera (most cells moved), when ``follow_every`` > 1 (off by default, see
     ``FOLLOW_EVERY``): rectangles around the last faces, grown by ``FOLLOW_GROW`` of
     their size for the motion between samples; a full detection every
@@ -19,7 +23,8 @@ with its reference cell by cell. The planner here turns that map into one of thr
 
 Everything a plan depends on (the gate's reference, the last faces, the count of frames
 followed) is reset by the full detection on each of the gate's forced grid samples, where a
-segment's warm-up starts too: a job split into segments plans exactly as one run does.
+segment's warm-up starts too, and the samples searched are numbered from the footage's start:
+a job split into segments plans, follows and searches exactly as one run does.
 """
 
 from __future__ import annotations
@@ -58,16 +63,26 @@ FACE_CONTEXT = 0.5
 # CPU (scripts/bench_people.py, 2026-12-07); the target is within 0.01.
 FOLLOW_GROW = 0.5
 FOLLOW_EVERY = 1
+# A fixed camera's moved rectangle that holds known faces (the last frame's) is searched
+# with MTCNN's full PNet pyramid only on samples numbered (from the footage start) a
+# multiple of this; on the others its known faces are followed (RNet and ONet on boxes
+# around their last ones, worker/pipeline/detect.py ``detect_in_rect``), and searched
+# only where following loses one. A face arriving in such a rectangle is found on the next
+# search. Rectangles with no known face (someone new) are always searched.
+SEARCH_EVERY = 5
 
 
 @dataclass(frozen=True)
 class Plan:
     """What to do with one sampled frame: a frame mode and, for ``tracked``, where to
-    detect; ``follow``: the rectangles are around the last faces (a moving camera)."""
+    detect; ``follow``: the rectangles are around the last faces (a moving camera);
+    ``search``: rectangles holding known faces are searched with the PNet pyramid (False:
+    their known faces are followed, ``SEARCH_EVERY``)."""
 
     mode: str
     rects: tuple[Rect, ...] = ()
     follow: bool = False
+    search: bool = True
 
 
 FULL = Plan(FRAME_ANALYSED)
@@ -88,6 +103,7 @@ class SparsePlanner:
     regions: bool = True
     region_share: float = REGION_SHARE
     follow_every: int = FOLLOW_EVERY
+    search_every: int = SEARCH_EVERY
     _followed: int = field(default=0, init=False, repr=False)
 
     def plan(self, image: np.ndarray, timestamp_s: float, last_boxes: np.ndarray | None) -> Plan:
@@ -108,7 +124,7 @@ class SparsePlanner:
             rects = changed_regions(changed, last_boxes, width, height)
             if covered(rects) <= REGION_AREA * width * height:
                 self.gate.accept(look, changed)
-                return Plan(FRAME_TRACKED, tuple(rects))
+                return Plan(FRAME_TRACKED, tuple(rects), search=self.search_due(timestamp_s))
             return self.full(look)
         rects = around_faces(last_boxes, width, height)
         if self._followed + 1 >= self.follow_every or covered(rects) > REGION_AREA * width * height:
@@ -116,6 +132,15 @@ class SparsePlanner:
         self._followed += 1
         self.gate.accept(look)
         return Plan(FRAME_TRACKED, tuple(rects), follow=True)
+
+    def search_due(self, timestamp_s: float) -> bool:
+        """Whether rectangles holding known faces are searched on this sample: on samples
+        numbered a multiple of ``search_every`` (an absolute grid, as the gate's), and on
+        all when the gate cannot number samples."""
+        period = self.gate.sample_period_s
+        if not period or self.search_every <= 1:
+            return True
+        return round(timestamp_s / period) % self.search_every == 0
 
     def full(self, look: GateLook | None = None) -> Plan:
         """A full detection of the frame looked at (``look``), or of the frame just planned
