@@ -55,17 +55,43 @@ def crop_faces(
     """Cut the faces of one frame into a float batch (N, 3, S, S) in 0..255, not normalised.
 
     ``roi_align`` averages several samples per output pixel, so large faces are downscaled
-    without aliasing; parts of a box outside the frame read as black.
+    without aliasing; parts of a box outside the frame read as black. Each face is cut from
+    the part of the frame around it (``_around``): only that part is converted to float.
     """
     image = torch.as_tensor(frame) if isinstance(frame, np.ndarray) else frame
-    image = image.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, H, W)
-    boxes = torch.as_tensor(square_boxes(xyxy, preset.margin), device=image.device)
-    if boxes.shape[0] == 0:
+    squares = square_boxes(xyxy, preset.margin)
+    if squares.shape[0] == 0:
         return torch.zeros((0, 3, preset.size, preset.size), device=image.device)
-    rois = torch.cat([torch.zeros((boxes.shape[0], 1), device=image.device), boxes], dim=1)
-    return roi_align(
-        image, rois, output_size=preset.size, spatial_scale=1.0, sampling_ratio=-1, aligned=True
-    )
+    crops = []
+    for square in squares:
+        part, box = _around(image, square)
+        part = part.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, h, w)
+        roi = torch.as_tensor(np.concatenate([[0.0], box]).astype(np.float32)[None],
+                              device=image.device)
+        crops.append(roi_align(part, roi, output_size=preset.size, spatial_scale=1.0,
+                               sampling_ratio=-1, aligned=True))
+    return torch.cat(crops)
+
+
+# Pixels kept around a face's box when the frame is cut to it: roi_align reads one pixel
+# past a sample point, so 2 keep every sample of the box where the whole frame has it.
+_ROI_PAD = 2
+
+
+def _around(image: torch.Tensor, square: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The part of ``image`` (H, W, 3) that the box ``square`` (4,) reads, and the box in its
+    coordinates (a whole 720p frame converted to float cost more than the network on a face
+    or two). Where the box leaves the frame, the part ends at the frame's edge as the frame
+    does, so the crop is the whole frame's."""
+    height, width = image.shape[:2]
+    x0 = max(0, int(np.floor(square[0])) - _ROI_PAD)
+    y0 = max(0, int(np.floor(square[1])) - _ROI_PAD)
+    x1 = min(width, int(np.ceil(square[2])) + _ROI_PAD)
+    y1 = min(height, int(np.ceil(square[3])) + _ROI_PAD)
+    if x0 >= x1 or y0 >= y1:  # the box wholly outside the frame: nothing to cut
+        return image, square
+    offset = np.array([x0, y0, x0, y0], np.float32)
+    return image[y0:y1, x0:x1], square - offset
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
