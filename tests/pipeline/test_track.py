@@ -263,3 +263,19 @@ def test_a_face_hidden_for_under_lost_after_s_stays_one_track() -> None:
     (track,) = tracker.tracks.values()
     assert track.seconds_seen == pytest.approx((40 - len(hidden)) * 0.2)
     assert track.seconds[U] > 0 and track.seconds[M] > 0  # one person, who masked up
+
+
+def test_a_newcomer_as_an_old_track_ends_counts_its_first_frame() -> None:
+    # One face leaves; another appears elsewhere on each later sample in turn. On the
+    # update where the first one's track is dropped, the new track may take its memory:
+    # the newcomer must still count from its first frame (it lost one sample at random).
+    for start in range(6, 30):
+        tracker = FaceTracker(0.2, 5.0)
+        for i in range(start + 8):
+            boxes = [(10.0, 50.0, 90.0, 150.0)] if i < 5 else []
+            if i >= start:
+                boxes.append((600.0, 300.0, 680.0, 400.0))
+            detections, labels = frame_faces(boxes, [M] * len(boxes))
+            tracker.update(i, i * 0.2, detections, labels)
+        newcomer = max(tracker.tracks.values(), key=lambda track: track.key)
+        assert newcomer.seconds_seen == pytest.approx(8 * 0.2), start

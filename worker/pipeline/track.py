@@ -394,7 +394,11 @@ class FaceTracker:
             confidence=detections.confidence.astype(np.float32).reshape(-1),
             data={"face": np.arange(count)},
         )
-        before = {id(t) for t in self._tracker.tracks}
+        # The tracklets before this update, held so that none is freed during it: a freed
+        # tracklet's id may be reused by a new one, which would then look old (seen: one
+        # track's first face lost in about one run of six, at random).
+        existing = list(self._tracker.tracks)
+        before = {id(t) for t in existing}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = self._tracker.update(tracked, timestamp=timestamp_s)
