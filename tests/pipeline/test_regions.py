@@ -275,3 +275,44 @@ def test_a_region_finds_the_face_the_whole_frame_finds_there(
     # following ends on ONet's box regression from other candidates: the face, a few % off
     assert len(followed) == 1
     assert np.abs(followed.xyxy[0] - whole.xyxy[0]).max() <= 0.1 * (x2 - x1) + 1 / scale
+
+
+# Two unmasked people filmed by a panning camera: every frame is detected whole.
+PANNING_UNMASKED = [
+    Person("without_mask", 0.0, 6.0, [(0.0, (140.0, 60.0))], face=0, height_px=90),
+    Person("without_mask", 0.0, 6.0, [(0.0, (400.0, 160.0))], face=2, height_px=90),
+]
+
+
+@pytest.mark.slow
+def test_the_masked_face_detector_runs_where_it_can_add_a_face(
+    factory: sessionmaker[Session], models: Models, tmp_path: Path
+) -> None:
+    video = make_panning_video(tmp_path / "pan.mp4", PANNING_UNMASKED, PANNING_SECONDS)
+    detector = models.detector
+    assert isinstance(detector, MergedDetector)
+    second = detector._cascades[1]
+    calls: list[int] = []
+    inner = second.detect_prepared
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return inner(*args, **kwargs)
+
+    second.detect_prepared = counted  # type: ignore[method-assign]
+    try:
+        _, got = run(factory, video, models, exhaustive=False)
+        sparse_calls = len(calls)
+        calls.clear()
+        _, reference = run(factory, video, models, exhaustive=True)
+    finally:
+        del second.detect_prepared
+    modes = [frame[1] for frame in got["frames"]]
+    assert set(modes) == {"analysed"}
+    # nobody masked and nobody lost: the second detector only on every SEARCH_EVERY-th
+    # sample (and the first), against every frame in the reference
+    assert len(calls) == len(modes)
+    assert sparse_calls <= len(modes) // SEARCH_EVERY + 2
+    # the same faces in each frame and the same people
+    assert [f[2:] for f in got["frames"]] == [f[2:] for f in reference["frames"]]
+    assert got["people"] == reference["people"] and got["people"].total == 2

@@ -211,7 +211,7 @@ def _analyzed_frames(
             if plan.follow and len(detections) < len(last[0]) and planner is not None:
                 plan = planner.full()  # a followed face was lost: look at the whole frame
         if plan.mode == FRAME_ANALYSED or last is None:
-            detections = models.detector.detect([frame.image])[0]
+            detections = detect_whole(frame, models, planner, last)
             labels = read_faces(models.classifier, frame, detections, tracker)
             fresh = True
         last = (detections, labels)
@@ -240,6 +240,35 @@ def _analyzed_frames(
         if own:
             keys = [face.track_key for face in tracked]
             yield replace(frame_record(frame, detections, labels, box_scale, keys), mode=mode)
+
+
+def detect_whole(
+    frame: Frame,
+    models: Models,
+    planner: SparsePlanner | None,
+    last: tuple[Detections, FaceLabels] | None,
+) -> Detections:
+    """A whole frame's faces. In sparse analysis (a planner) the merged pair's second,
+    masked-face detector runs only where it can add a face: on every ``SEARCH_EVERY``-th
+    sample (numbered from the footage start, so segments detect as one run), when the last
+    frame held a masked (or wrongly masked) face or none, and when the first detector finds
+    fewer faces than the last frame held. The frame is then searched as one rectangle
+    (``detect_regions``, ``detect_in_rect``'s ``expected``), which gives what ``detect``
+    does when every detector runs."""
+    detector = models.detector
+    if (
+        planner is None
+        or last is None
+        or not isinstance(detector, RegionDetector)
+        or planner.search_due(frame.timestamp_s)
+        or any(label in _MASK_WORN for label in last[1].labels)
+    ):
+        return detector.detect([frame.image])[0]
+    height, width = frame.image.shape[:2]
+    return detector.detect_regions(frame.image, [(0, 0, width, height)], [len(last[0])])
+
+
+_MASK_WORN = (Label.WITH_MASK.value, Label.INCORRECT_MASK.value)
 
 
 def detect_in_regions(
