@@ -74,7 +74,7 @@ def analyze_segment(
     """
     # torch, only where frames are analysed
     from worker.pipeline.analyze import analyze_frames, classifier_for
-    from worker.pipeline.gating import MotionGate, grid_start
+    from worker.pipeline.gating import MotionGate, grid_start, sample_number
     from worker.pipeline.track import segment_tracker, warmup_samples
 
     settings = AnalysisSettings.from_dict(job.settings)
@@ -92,7 +92,7 @@ def analyze_segment(
     warmup_s = 0.0
     if segment.start_s > 0 and people.sample_period_s > 0:
         period = people.sample_period_s
-        own_first = round(segment.start_s / period)
+        own_first = sample_number(segment.start_s, period)
         first = own_first - warmup_samples()
         if gate is not None or people.settle:  # both start over on the grid
             first = grid_start(first)

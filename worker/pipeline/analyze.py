@@ -296,18 +296,8 @@ def detect_in_regions(
         else Detections.empty()
     )
     labels = read_faces(models.classifier, frame, found, tracker)
-    kept, kept_labels = last[0].select(carried), last[1].select(carried)
-    detections = Detections(
-        np.concatenate([kept.xyxy, found.xyxy]),
-        np.concatenate([kept.confidence, found.confidence]),
-        np.concatenate([kept.landmarks, found.landmarks]),
-    )
-    both = FaceLabels(
-        last[1].class_names,
-        np.concatenate([kept_labels.probabilities, labels.probabilities]),
-        None
-        if kept_labels.held is None and labels.held is None
-        else np.concatenate([~kept_labels.read, ~labels.read]),
-    )
+    kept = last[0].select(carried)
+    detections = Detections.concat([kept, found])
+    both = last[1].select(carried).extended(labels)
     fresh = np.concatenate([np.zeros(len(kept), bool), np.ones(len(found), bool)])
     return detections, both, fresh

@@ -333,11 +333,9 @@ def merge_detections(parts: Sequence[Detections], always: bool = False) -> Detec
         return parts[0]
     if not parts:
         return Detections.empty()
-    xyxy = np.concatenate([d.xyxy for d in parts])
-    confidence = np.concatenate([d.confidence for d in parts])
-    landmarks = np.concatenate([d.landmarks for d in parts])
-    keep = nms(torch.from_numpy(xyxy), torch.from_numpy(confidence), MERGE_IOU).numpy()
-    return Detections(xyxy[keep], confidence[keep], landmarks[keep])
+    both = Detections.concat(parts)
+    keep = nms(torch.from_numpy(both.xyxy), torch.from_numpy(both.confidence), MERGE_IOU)
+    return both.select(keep.numpy())
 
 
 def shifted(found: Sequence[Detections], rects: Sequence[Rect]) -> list[Detections]:

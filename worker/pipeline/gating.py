@@ -65,6 +65,13 @@ def cell_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 CELL_PX = BLOCK_PX * CELL_BLOCKS
 
 
+def sample_number(timestamp_s: float, sample_period_s: float) -> int:
+    """The number of the sample at ``timestamp_s``, counted from the footage start: the one
+    numbering every absolute grid (the gate's, settling's, region searches') and segments
+    share, so that a segment plans as one run does."""
+    return round(timestamp_s / sample_period_s)
+
+
 def grid_start(sample_number: int, max_carried: int = MAX_CARRIED) -> int:
     """The last sample at or before ``sample_number`` on which analysis is forced."""
     return max(0, sample_number) // max_carried * max_carried
@@ -104,7 +111,7 @@ class MotionGate:
         caller says what it did with the frame (``carry`` or ``accept``)."""
         blocks = grey_blocks(image)
         if self.sample_period_s and timestamp_s is not None:
-            forced = round(timestamp_s / self.sample_period_s) % self.max_carried == 0
+            forced = sample_number(timestamp_s, self.sample_period_s) % self.max_carried == 0
         else:
             forced = self._carried >= self.max_carried
         changed = None

@@ -42,6 +42,7 @@ from worker.pipeline.gating import (
     FRAME_TRACKED,
     GateLook,
     MotionGate,
+    sample_number,
 )
 
 # Detect in regions when at most this share of the frame's cells moved: above it the
@@ -140,7 +141,7 @@ class SparsePlanner:
         period = self.gate.sample_period_s
         if not period or self.search_every <= 1:
             return True
-        return round(timestamp_s / period) % self.search_every == 0
+        return sample_number(timestamp_s, period) % self.search_every == 0
 
     def full(self, look: GateLook | None = None) -> Plan:
         """A full detection of the frame looked at (``look``), or of the frame just planned

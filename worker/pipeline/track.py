@@ -18,7 +18,7 @@ import numpy as np
 
 from maskwatch.core.labels import MASK_LABELS, Label
 from maskwatch.core.records import FrameRecord, TrackRecord
-from worker.pipeline.gating import grid_start
+from worker.pipeline.gating import grid_start, sample_number
 from worker.pipeline.types import Detections, FaceLabels
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ class FaceTracker:
 
     def sample_number(self, timestamp_s: float) -> int:
         """The number of the sample at ``timestamp_s`` from the footage start (as gating)."""
-        return round(timestamp_s / self.sample_period_s) if self.sample_period_s else 0
+        return sample_number(timestamp_s, self.sample_period_s) if self.sample_period_s else 0
 
     def settle_since(self, timestamp_s: float) -> int:
         """The sample from which readings count for settling at ``timestamp_s``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,15 @@ class Detections:
     def select(self, keep: np.ndarray) -> Detections:
         """The subset picked by a boolean mask or index array."""
         return Detections(self.xyxy[keep], self.confidence[keep], self.landmarks[keep])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Detections]) -> Detections:
+        """The faces of ``parts`` (of one frame), in order."""
+        return cls(
+            np.concatenate([d.xyxy for d in parts]),
+            np.concatenate([d.confidence for d in parts]),
+            np.concatenate([d.landmarks for d in parts]),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,3 +77,12 @@ class FaceLabels:
     def select(self, keep: np.ndarray) -> FaceLabels:
         held = None if self.held is None else self.held[keep]
         return FaceLabels(self.class_names, self.probabilities[keep], held)
+
+    def extended(self, other: FaceLabels) -> FaceLabels:
+        """These faces' labels followed by ``other``'s (the same classes)."""
+        held = None
+        if self.held is not None or other.held is not None:
+            held = np.concatenate([~self.read, ~other.read])
+        return FaceLabels(
+            self.class_names, np.concatenate([self.probabilities, other.probabilities]), held
+        )
